@@ -1,0 +1,38 @@
+# Oculus developer commands. `make run` and `make test` are all a fresh clone needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test dist css lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+## run: start Oculus on the default config (or ARGS="-c my.yaml"), dashboard on http://127.0.0.1:8470
+run: $(STAMP)
+	$(VENV)/bin/oculus run $(ARGS)
+
+## test: run the test suite
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## dist: build dist/oculus.pyz for this Python version
+dist: $(STAMP)
+	$(PY) build_zipapp.py
+
+## css: rebuild static/oculus.css from the templates with the Tailwind CLI (npm registry)
+css:
+	npm ci --no-audit --no-fund
+	npx @tailwindcss/cli -i static/src/oculus.css -o static/oculus.css --minify
+
+## lint: static checks
+lint: $(STAMP)
+	$(VENV)/bin/ruff check oculus tests build_zipapp.py
+
+clean:
+	rm -rf build dist .pytest_cache

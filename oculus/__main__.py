@@ -1,0 +1,3 @@
+from oculus.cli import main
+
+raise SystemExit(main())

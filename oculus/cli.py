@@ -1,0 +1,140 @@
+"""Command line: ``oculus [run|check|version]`` with the shared options.
+
+Heavy libraries (duckdb, requests, apprise) are imported only inside the
+commands that need them, so ``--help`` and ``version`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from oculus import __version__
+
+# Setting name for each option; the names match the Field names in oculus.config.schema.
+OPTION_SETTINGS = {"bind": "bind", "port": "port", "db_path": "path", "log_level": "level", "log_format": "format"}
+
+
+def _options_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("options (each also read from the OCULUS_* variable shown)")
+    group.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
+                       help="YAML config file [OCULUS_CONFIG]; without one, the embedded default config is used")
+    group.add_argument("--bind", metavar="ADDRESS", default=argparse.SUPPRESS,
+                       help="address the web server listens on [OCULUS_BIND] (default 127.0.0.1)")
+    group.add_argument("--port", metavar="PORT", default=argparse.SUPPRESS,
+                       help="TCP port of the web server [OCULUS_PORT] (default 8470)")
+    group.add_argument("--db-path", metavar="FILE", default=argparse.SUPPRESS,
+                       help="DuckDB database file [OCULUS_DB_PATH] (default ./oculus.duckdb)")
+    group.add_argument("--log-level", metavar="LEVEL", default=argparse.SUPPRESS,
+                       help="debug, info, warning or error [OCULUS_LOG_LEVEL] (default info)")
+    group.add_argument("--log-format", metavar="FORMAT", default=argparse.SUPPRESS,
+                       help="text, or json for one JSON object per line [OCULUS_LOG_FORMAT] (default text)")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    options = _options_parser()
+    parser = argparse.ArgumentParser(
+        prog="oculus", parents=[options],
+        description="Monitor services and markets: probes, DuckDB storage and a live dashboard.",
+        epilog="Without a command, 'run' is assumed. Precedence: option > OCULUS_* variable > config file > default.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", parents=[options], help="start collecting and serve the dashboard (default)")
+    check = commands.add_parser("check", parents=[options], help="validate a config file, print every problem, exit 0 or 2")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    commands.add_parser("version", help="print the version and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    if command == "version":
+        print(f"oculus {__version__} (Python {sys.version.split()[0]})")
+        return 0
+
+    problem = _bundle_python_mismatch()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+
+    config_path = getattr(args, "config", None) or os.environ.get("OCULUS_CONFIG") or None
+    flags = {setting: getattr(args, option) for option, setting in OPTION_SETTINGS.items() if hasattr(args, option)}
+    if command == "check":
+        return _check(config_path, flags, args.json)
+    return _run(config_path, flags)
+
+
+def _load(config_path, flags):
+    from oculus.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path, flags=flags), []
+    except ConfigError as exc:
+        return None, exc.problems
+
+
+def _check(config_path, flags, as_json: bool) -> int:
+    config, problems = _load(config_path, flags)
+    if as_json:
+        print(json.dumps({"valid": config is not None, "problems": [str(p) for p in problems],
+                          "warnings": config.warnings if config else []}))
+    elif config is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+    else:
+        for warning in config.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"{config.source}: valid, {len(config.collectors)} collector(s)")
+    return 0 if config is not None else 2
+
+
+def _run(config_path, flags) -> int:
+    from oculus.logs import setup_logging
+
+    config, problems = _load(config_path, flags)
+    if config is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("Oculus did not start: fix the config above (oculus check -c FILE lists every problem).", file=sys.stderr)
+        return 2
+
+    setup_logging(config.logging.level, config.logging.format)
+    import logging
+
+    for warning in config.warnings:
+        logging.getLogger("oculus").warning("%s", warning)
+
+    from oculus.runtime import run
+
+    return run(config, config_path, flags)
+
+
+def _bundle_python_mismatch() -> str | None:
+    """Return an error when this .pyz bundles compiled wheels for another Python version.
+
+    build_zipapp.py writes oculus/_build.json; a source checkout has none.
+    """
+    info_path = os.path.join(os.path.dirname(__file__), "_build.json")
+    try:
+        with open(info_path, encoding="utf-8") as handle:
+            info = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None
+    built = tuple(info.get("python", ()))
+    running = sys.version_info[:2]
+    if built and tuple(built) != running:
+        wanted = ".".join(map(str, built))
+        return (
+            f"error: this oculus.pyz bundles duckdb built for Python {wanted}, but it is running on "
+            f"Python {running[0]}.{running[1]}. Run it with python{wanted} "
+            f"(python{wanted} oculus.pyz), or build a matching file on this host with 'make dist'."
+        )
+    return None

@@ -1,0 +1,1 @@
+"""Collectors: one module per type, each turning one target into samples."""

@@ -1,0 +1,213 @@
+"""Declarations of every config setting: name, type, default and help.
+
+Validation, defaults, the CLI flags, and the config reference test all read
+these lists, so a setting is declared exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from oculus.config.values import Secret, format_duration, parse_duration, reveal
+
+REQUIRED = object()
+
+
+class Invalid(ValueError):
+    """Raised by a field parser; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any = REQUIRED
+    help: str = ""
+    env: str | None = None
+    flag: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    fields: tuple
+    help: str = ""
+
+    def field_named(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+def _got(value) -> str:
+    if isinstance(value, Secret):
+        return "<secret>"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None:
+        return "nothing"
+    return repr(value)
+
+
+def text(value):
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid(f"expected a non-empty string, got {_got(value)}")
+    return value
+
+
+def secret(value):
+    if isinstance(value, Secret):
+        return value
+    return Secret(text(value))
+
+
+def boolean(value):
+    value = reveal(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    raise Invalid(f"expected true or false, got {_got(value)}")
+
+
+def integer(minimum: int | None = None, maximum: int | None = None):
+    def parse(value):
+        value = reveal(value)
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"expected a whole number, got {_got(value)}")
+        if minimum is not None and value < minimum:
+            raise Invalid(f"expected a number >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise Invalid(f"expected a number <= {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def duration(minimum: float = 0.0):
+    def parse(value):
+        value = reveal(value)
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise Invalid(f"expected a duration like 500ms, 30s, 5m, 1h or 1m30s, got {_got(value)}") from None
+        if seconds < minimum:
+            raise Invalid(f"expected a duration of at least {format_duration(minimum)}, got {_got(value)}")
+        return seconds
+
+    return parse
+
+
+def choice(*choices: str):
+    def parse(value):
+        value = reveal(value)
+        if isinstance(value, str) and value.lower() in choices:
+            return value.lower()
+        raise Invalid(f"expected one of {', '.join(choices)}, got {_got(value)}")
+
+    return parse
+
+
+def string_map(value):
+    """A flat mapping of string keys to scalar values (tags, headers)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a mapping of names to values, got {_got(value)}")
+    result = {}
+    for key, item in value.items():
+        if isinstance(item, (dict, list)) or item is None:
+            raise Invalid(f"expected a plain value for {key!r}, got {_got(item)}")
+        result[str(key)] = item if isinstance(item, Secret) else str(item)
+    return result
+
+
+def anything(value):
+    return value
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_:\-]*")
+
+
+def symbol_name(value):
+    """The <name> part of a symbol: lower case, no dots, because dots separate symbol parts."""
+    if isinstance(value, str) and _NAME.fullmatch(value):
+        return value
+    raise Invalid(
+        "expected a lower-case name of letters, digits, '_', '-' or ':' "
+        f"(no dots or spaces), got {_got(value)}"
+    )
+
+
+def describe_default(f: Field) -> str:
+    if f.required:
+        return "required"
+    if f.parse.__qualname__.startswith("duration") and isinstance(f.default, (int, float)):
+        return format_duration(f.default)
+    return repr(f.default)
+
+
+SERVER = Section(
+    "server",
+    (
+        Field("bind", text, "127.0.0.1", "Address the web server listens on; 0.0.0.0 for every interface.",
+              env="OCULUS_BIND", flag="--bind"),
+        Field("port", integer(0, 65535), 8470, "TCP port of the web server (0 picks a free port).",
+              env="OCULUS_PORT", flag="--port"),
+        Field("threads", integer(1, 64), 8, "Waitress worker threads answering web requests."),
+    ),
+    "Web server: dashboard, API and health endpoints.",
+)
+
+DATABASE = Section(
+    "database",
+    (
+        Field("path", text, "oculus.duckdb", "DuckDB file that stores every sample and event.",
+              env="OCULUS_DB_PATH", flag="--db-path"),
+        Field("retention", duration(3600), 7 * 86400.0, "How long raw samples are kept (applied at start-up and hourly)."),
+        Field("events_retention", duration(3600), 90 * 86400.0, "How long alert, error and system events are kept."),
+    ),
+    "Storage of samples and events.",
+)
+
+LOGGING = Section(
+    "logging",
+    (
+        Field("level", choice("debug", "info", "warning", "error"), "info", "Lowest level that is logged.",
+              env="OCULUS_LOG_LEVEL", flag="--log-level"),
+        Field("format", choice("text", "json"), "text", "Log line format: text, or json for one JSON object per line.",
+              env="OCULUS_LOG_FORMAT", flag="--log-format"),
+    ),
+    "Log output on stderr.",
+)
+
+RUNTIME = Section(
+    "runtime",
+    (
+        Field("workers", integer(1, 1024), 32, "Maximum collector runs in progress at once."),
+        Field("queue_size", integer(100, 1_000_000), 10_000, "Capacity of the write queue, in collector results."),
+        Field("batch_size", integer(1, 1_000_000), 5_000, "Samples per DuckDB insert, at most."),
+        Field("flush_interval", duration(0.01), 1.0, "Longest time a sample waits in the writer before it is inserted."),
+        Field("shutdown_timeout", duration(1), 8.0, "Time allowed to drain the queue and close the database on stop."),
+    ),
+    "Scheduling and write path.",
+)
+
+SECTIONS = (SERVER, DATABASE, LOGGING, RUNTIME)
+
+# Fields every collector accepts, whatever its type.
+COLLECTOR_COMMON = (
+    Field("type", text, REQUIRED, "Collector type, for example http, tcp or ping."),
+    Field("name", symbol_name, REQUIRED, "Name used in the symbols this collector emits."),
+    Field("interval", duration(0.1), 30.0, "Time between two runs."),
+    Field("timeout", duration(0.01), 5.0, "Time a run may take before it is recorded as failed."),
+    Field("tags", string_map, {}, "Labels stored with every sample of this collector."),
+)

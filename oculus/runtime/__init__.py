@@ -1,0 +1,182 @@
+"""Wiring and lifecycle: database, writer, scheduler and web server, signals and reload."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from oculus import __version__
+from oculus.config import Config, ConfigError, load_config
+from oculus.logs import setup_logging
+from oculus.runtime.scheduler import CollectorScheduler
+from oculus.storage import Database, DatabaseLockedError
+from oculus.storage.writer import Command, Event, Writer, retention_command
+
+log = logging.getLogger(__name__)
+
+RETENTION_EVERY = 3600.0
+
+
+class StartupError(RuntimeError):
+    """A problem that stops Oculus from starting; the message is shown as is."""
+
+
+class Runtime:
+    def __init__(self, config: Config, config_path: str | None = None, flags: dict | None = None):
+        self.config = config
+        self.config_path = config_path
+        self.flags = dict(flags or {})
+        self.database = Database(config.database.path)
+        self.writer: Writer | None = None
+        self.scheduler: CollectorScheduler | None = None
+        self.web = None
+        self.started_at = time.time()
+        self._stop_requested = threading.Event()
+        self._reload_requested = threading.Event()
+
+    # -- start -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the database, then start the writer, the web server and the scheduler."""
+        runtime = self.config.runtime
+        try:
+            self.database.open()
+        except DatabaseLockedError as exc:
+            raise StartupError(str(exc)) from None
+        self.writer = Writer(self.database, runtime.queue_size, runtime.batch_size, runtime.flush_interval)
+        self.writer.start()
+        self._queue_retention()
+
+        from oculus.web.server import WebServer
+
+        self.web = WebServer(self, self.config.server)
+        self.web.start()
+
+        self.scheduler = CollectorScheduler(runtime.workers, self.writer.put)
+        self.scheduler.set_collectors(self.config.collectors)
+        self.scheduler.every(RETENTION_EVERY, self._queue_retention)
+        self.scheduler.start()
+
+        self.record_event("system", "info", f"Oculus {__version__} started",
+                          {"config": self.config.source, "collectors": len(self.config.collectors)})
+        log.info("oculus started version=%s config=%s collectors=%d dashboard=%s",
+                 __version__, self.config.source, len(self.config.collectors), self.web.url)
+
+    def _queue_retention(self) -> None:
+        database = self.config.database
+        self.writer.put(Command(retention_command(database.retention, database.events_retention), "retention"))
+
+    def record_event(self, kind: str, severity: str, message: str, payload: dict | None = None) -> None:
+        if self.writer is not None:
+            self.writer.put(Event(kind, severity, message, "oculus", payload))
+
+    # -- health ------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict]:
+        """Return (ready, details) for /readyz."""
+        reasons = []
+        if not self.database.is_open:
+            reasons.append("database is not open")
+        elif self.database.schema_version == 0:
+            reasons.append("migrations have not run")
+        if self.writer is None:
+            reasons.append("writer has not started")
+        else:
+            lagging = self.writer.lagging_reason()
+            if lagging:
+                reasons.append(lagging)
+        if self.scheduler is None or not self.scheduler.is_alive():
+            reasons.append("scheduler is not running")
+
+        details = {"database": self.database.path, "schema_version": self.database.schema_version}
+        if self.writer is not None:
+            stats = self.writer.stats
+            details.update(queue_length=self.writer.queue.qsize(), queue_capacity=self.writer.queue.maxsize,
+                           queue_full_total=stats.queue_full, samples_written=stats.samples_written,
+                           insert_failures=stats.insert_failures)
+        if reasons:
+            details["reasons"] = reasons
+        return not reasons, details
+
+    # -- signals and main loop ---------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop_requested.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop_requested.set())
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: self._reload_requested.set())
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def wait(self) -> None:
+        """Block until a stop is requested, performing reloads as they are asked for."""
+        while not self._stop_requested.wait(0.2):
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self.reload()
+
+    # -- reload ------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config; apply it when valid, else keep the running one."""
+        log.info("reloading config source=%s", self.config_path or "<embedded default>")
+        try:
+            new = load_config(self.config_path, flags=self.flags)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config reload rejected, keeping the running config: %s", problem)
+            self.record_event("system", "error", "config reload rejected",
+                              {"problems": [str(p) for p in exc.problems]})
+            return False
+
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        for section in ("server", "database"):
+            if vars(getattr(new, section)) != vars(getattr(self.config, section)):
+                log.warning("config section %s changed; it takes effect after a restart", section)
+        setup_logging(new.logging.level, new.logging.format)
+        self.scheduler.set_collectors(new.collectors)
+        new.server, new.database = self.config.server, self.config.database
+        self.config = new
+        self.record_event("system", "info", "config reloaded", {"collectors": len(new.collectors)})
+        log.info("config reloaded collectors=%d", len(new.collectors))
+        return True
+
+    # -- stop --------------------------------------------------------------
+
+    def stop(self) -> bool:
+        """Stop dispatching, drain the queue, flush and close; return True on a clean stop."""
+        budget = self.config.runtime.shutdown_timeout
+        deadline = time.monotonic() + budget
+        log.info("stopping: draining the write queue timeout=%.1fs", budget)
+        clean = True
+
+        if self.scheduler is not None:
+            self.scheduler.stop(timeout=min(3.0, budget / 3))
+        if self.writer is not None:
+            self.record_event("system", "info", "Oculus stopping")
+            clean = self.writer.stop(max(0.5, deadline - time.monotonic()))
+        if clean:
+            self.database.close()
+        if self.web is not None:
+            self.web.stop()
+        log.info("oculus stopped clean=%s", clean)
+        return clean
+
+
+def run(config: Config, config_path: str | None, flags: dict) -> int:
+    """Run Oculus in the foreground until SIGTERM or SIGINT; return the exit code."""
+    runtime = Runtime(config, config_path, flags)
+    runtime.install_signal_handlers()
+    try:
+        runtime.start()
+    except StartupError as exc:
+        log.error("%s", exc)
+        runtime.stop()
+        return 1
+    runtime.wait()
+    return 0 if runtime.stop() else 1

@@ -1,0 +1,179 @@
+"""The scheduler thread: dispatches collector runs to a bounded worker pool.
+
+It only dispatches. A run whose previous run is still going is skipped and
+counted, so one slow target never delays the others or piles up threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import schedule
+
+from oculus.collectors import registry
+from oculus.collectors.base import Sample
+from oculus.logs import RateLimitedLog
+from oculus.storage import utc_now
+
+log = logging.getLogger(__name__)
+
+# The scheduler wakes at least this often, so stop requests and clock jumps are seen quickly.
+MAX_SLEEP = 0.25
+# First runs of all collectors are spread over at most this long, to avoid one burst at start-up.
+START_SPREAD = 2.0
+
+
+@dataclass
+class CollectorState:
+    """Run statistics of one collector, read by the web layer."""
+
+    runs: int = 0
+    failures: int = 0
+    skipped: int = 0
+    running: bool = False
+    last_run: datetime | None = None
+    last_duration_ms: float | None = None
+    last_error: str | None = None
+
+
+class CollectorScheduler:
+    def __init__(self, workers: int, submit_samples):
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oculus-collector")
+        self.submit_samples = submit_samples
+        self.collectors: dict = {}          # key -> Collector
+        self.states: dict = {}              # key -> CollectorState
+        self._schedule = schedule.Scheduler()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="oculus-scheduler", daemon=True)
+        self._skip_log = RateLimitedLog(log, 60.0)
+        self._error_log = RateLimitedLog(log, 60.0)
+        self._periodic: list = []
+
+    # -- configuration -----------------------------------------------------
+
+    def set_collectors(self, specs: list) -> None:
+        """Replace the collector set; unchanged collectors keep their statistics."""
+        created = {spec.key: registry.create(spec) for spec in specs}
+        with self._lock:
+            old = self.collectors
+            self.collectors = created
+            self.states = {key: self.states.get(key, CollectorState()) for key in created}
+            self._schedule.clear("collector")
+            now = datetime.now()
+            spread = min(START_SPREAD, min((s.interval for s in specs), default=START_SPREAD))
+            for index, spec in enumerate(specs):
+                job = self._schedule.every(spec.interval).seconds.do(self._dispatch, spec.key).tag("collector")
+                job.next_run = now + timedelta(seconds=spread * index / max(1, len(specs)))
+        for collector in old.values():
+            collector.close()
+        log.info("collectors scheduled count=%d", len(specs))
+
+    def every(self, seconds: float, function) -> None:
+        """Run a short housekeeping `function` on the scheduler thread every `seconds`."""
+        with self._lock:
+            self._schedule.every(seconds).seconds.do(function).tag("housekeeping")
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float) -> None:
+        """Stop dispatching, then wait up to `timeout` for runs in progress."""
+        self._stop.set()
+        self._thread.join(timeout)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(s.running for s in self.states.values()):
+            time.sleep(0.05)
+        still_running = [key for key, s in self.states.items() if s.running]
+        if still_running:
+            log.warning("stopped with collector runs in progress: %s", ", ".join(still_running))
+        for collector in self.collectors.values():
+            collector.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            idle = None
+            try:
+                with self._lock:
+                    self._recover_from_clock_jump()
+                    self._schedule.run_pending()
+                    idle = self._schedule.idle_seconds
+            except Exception:  # a failed job must not end scheduling for every collector
+                log.exception("scheduled job failed")
+            self._stop.wait(MAX_SLEEP if idle is None else min(MAX_SLEEP, max(0.0, idle)))
+
+    def _recover_from_clock_jump(self) -> None:
+        # schedule plans with the local wall clock, so a clock set back (NTP step, DST end)
+        # would otherwise hold every job until the clock catches up.
+        now = datetime.now()
+        for job in self._schedule.jobs:
+            period = timedelta(**{job.unit: job.interval})
+            if job.next_run is not None and job.next_run - now > period + timedelta(seconds=1):
+                job.next_run = now
+
+    # -- runs --------------------------------------------------------------
+
+    def _dispatch(self, key: str) -> None:
+        collector = self.collectors.get(key)
+        state = self.states.get(key)
+        if collector is None or state is None:
+            return
+        if state.running:
+            state.skipped += 1
+            self._skip_log.warning(key, "collector run skipped, previous run still in progress collector=%s skipped_total=%d",
+                                   key, state.skipped)
+            return
+        state.running = True
+        try:
+            self.pool.submit(self.run_once, collector, state)
+        except RuntimeError:  # pool shut down during stop
+            state.running = False
+
+    def run_once(self, collector, state: CollectorState) -> list[Sample]:
+        """Run one collection, store its samples and update `state`; never raises."""
+        try:
+            return self._collect(collector, state)
+        finally:
+            state.running = False
+
+    def _collect(self, collector, state: CollectorState) -> list[Sample]:
+        spec = collector.spec
+        ts = utc_now()
+        started = time.monotonic()
+        try:
+            readings = collector.collect(started + spec.timeout)
+        except Exception as exc:  # a broken collector becomes failed samples, not a dead thread
+            self._error_log.error(spec.key, "collector raised collector=%s error=%s: %s",
+                                  spec.key, type(exc).__name__, exc)
+            log.debug("collector traceback collector=%s", spec.key, exc_info=True)
+            readings = collector.failed(f"collector error: {type(exc).__name__}: {exc}")
+        duration_ms = (time.monotonic() - started) * 1000
+
+        samples = []
+        for reading in readings:
+            tags = {**spec.tags, **reading.tags}
+            if reading.error:
+                tags["error"] = reading.error
+            samples.append(Sample(ts, collector.CATEGORY, reading.symbol, reading.value,
+                                  reading.success, duration_ms, tags))
+        self.submit_samples(samples)
+
+        errors = [r.error for r in readings if not r.success and r.error]
+        state.runs += 1
+        state.last_run = ts
+        state.last_duration_ms = duration_ms
+        state.last_error = errors[0] if errors else None
+        if errors:
+            state.failures += 1
+        return samples

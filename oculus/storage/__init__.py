@@ -1,0 +1,5 @@
+"""DuckDB storage: opening the file, migrations, the single writer and read queries."""
+
+from oculus.storage.database import Database, DatabaseLockedError, utc_now
+
+__all__ = ["Database", "DatabaseLockedError", "utc_now"]

@@ -1,0 +1,98 @@
+"""Open the DuckDB file, apply migrations and hand out read cursors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from datetime import datetime, timezone
+
+import duckdb
+
+from oculus.storage.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+class DatabaseLockedError(RuntimeError):
+    """Another process holds the DuckDB file."""
+
+
+def utc_now() -> datetime:
+    """Current time as a naive UTC datetime, the form stored in TIMESTAMP columns."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _configure(conn) -> None:
+    # TIMESTAMP columns hold UTC; without this, comparisons with now() use the host's zone.
+    conn.execute("SET TimeZone = 'UTC'")
+
+
+class Database:
+    """The DuckDB file. The writer thread owns `connection`; everyone else uses reader()."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self.connection = None
+        self.schema_version = 0
+        self._local = threading.local()
+        self._cursors: list = []
+        self._cursors_lock = threading.Lock()
+
+    def open(self) -> None:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        try:
+            self.connection = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            match = _LOCK_HOLDER.search(str(exc))
+            if match:
+                raise DatabaseLockedError(
+                    f"database {self.path} is in use by another process "
+                    f"(PID {match.group('pid')}, {match.group('program')}); stop that process "
+                    "or give this one another file with --db-path"
+                ) from None
+            raise
+        _configure(self.connection)
+        self.schema_version = migrate(self.connection)
+        log.info("database open path=%s schema_version=%d", self.path, self.schema_version)
+
+    @property
+    def is_open(self) -> bool:
+        return self.connection is not None
+
+    def reader(self):
+        """Return this thread's read cursor, creating it on first use."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            if self.connection is None:
+                raise RuntimeError("database is not open")
+            cursor = self.connection.cursor()
+            _configure(cursor)
+            self._local.cursor = cursor
+            with self._cursors_lock:
+                self._cursors.append(cursor)
+        return cursor
+
+    def close(self) -> None:
+        """Checkpoint and close; call only after the writer thread has stopped."""
+        if self.connection is None:
+            return
+        with self._cursors_lock:
+            for cursor in self._cursors:
+                try:
+                    cursor.close()
+                except duckdb.Error:
+                    pass
+            self._cursors.clear()
+        try:
+            self.connection.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            log.error("checkpoint on close failed path=%s error=%s", self.path, exc)
+        self.connection.close()
+        self.connection = None
+        log.info("database closed path=%s", self.path)

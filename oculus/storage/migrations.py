@@ -1,0 +1,91 @@
+"""Versioned schema migrations, applied in order at start-up.
+
+Append new migrations; never edit one that has shipped, because databases in
+the field already carry its version number.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "samples, latest values and events", """
+        CREATE TABLE samples (
+            ts          TIMESTAMP NOT NULL,   -- UTC
+            category    VARCHAR   NOT NULL,
+            symbol      VARCHAR   NOT NULL,
+            value       DOUBLE,               -- NULL when nothing could be measured
+            success     BOOLEAN   NOT NULL,
+            duration_ms DOUBLE,
+            tags        JSON
+        );
+
+        -- The relation users query; the physical layout behind it may change.
+        CREATE VIEW metrics AS
+            SELECT ts, category, symbol, value, success, duration_ms, tags FROM samples;
+
+        -- Latest sample per symbol, maintained by the writer so the dashboard never scans history.
+        CREATE TABLE latest (
+            symbol      VARCHAR PRIMARY KEY,
+            category    VARCHAR   NOT NULL,
+            ts          TIMESTAMP NOT NULL,
+            value       DOUBLE,
+            success     BOOLEAN   NOT NULL,
+            duration_ms DOUBLE,
+            tags        JSON,
+            prev_value  DOUBLE,
+            prev_ts     TIMESTAMP,
+            last_ok_ts  TIMESTAMP
+        );
+
+        CREATE SEQUENCE events_id;
+        CREATE TABLE events (
+            id       BIGINT PRIMARY KEY DEFAULT nextval('events_id'),
+            ts       TIMESTAMP NOT NULL,
+            kind     VARCHAR   NOT NULL,   -- alert, error, system, audit
+            severity VARCHAR   NOT NULL CHECK (severity IN ('info', 'warn', 'error', 'critical')),
+            source   VARCHAR,
+            message  VARCHAR   NOT NULL,
+            payload  JSON
+        );
+    """),
+]
+
+
+def current_version(conn) -> int:
+    conn.execute("""
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       VARCHAR NOT NULL,
+            applied_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
+        )
+    """)
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return row[0] or 0
+
+
+def migrate(conn) -> int:
+    """Apply every migration newer than the database's version; return the final version."""
+    version = current_version(conn)
+    latest = MIGRATIONS[-1][0]
+    if version > latest:
+        raise RuntimeError(
+            f"the database is at schema version {version}, newer than this Oculus knows ({latest}); "
+            "run a newer Oculus or restore a backup"
+        )
+    for number, name, sql in MIGRATIONS:
+        if number <= version:
+            continue
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(sql)
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [number, name])
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("applied migration version=%d name=%r", number, name)
+        version = number
+    return version

@@ -1,0 +1,336 @@
+"""The single writer thread: the only code that writes to DuckDB.
+
+Collectors, the rule engine and the web layer put work on one bounded
+queue.Queue; this thread batches samples by count and by time and inserts them
+column-wise, which is orders of magnitude faster than one INSERT per row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable
+
+import duckdb
+
+from oculus.logs import RateLimitedLog
+from oculus.storage.database import Database, utc_now
+
+log = logging.getLogger(__name__)
+
+STOP = object()
+# Failed inserts are retried with the next batch; past this many rows the oldest are dropped (and counted).
+MAX_HELD_BATCHES = 20
+
+
+@dataclass(slots=True)
+class Event:
+    kind: str        # alert, error, system, audit
+    severity: str    # info, warn, error, critical
+    message: str
+    source: str | None = None
+    payload: dict | None = None
+    ts: datetime = field(default_factory=utc_now)
+
+
+class Command:
+    """A function run on the writer's connection between batches, with its result handed back."""
+
+    def __init__(self, function: Callable, description: str):
+        self.function = function
+        self.description = description
+        self.done = threading.Event()
+        self.result = None
+        self.error: BaseException | None = None
+
+    def wait(self, timeout: float):
+        if not self.done.wait(timeout):
+            raise TimeoutError(f"writer did not run {self.description} within {timeout:g}s")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@dataclass
+class WriterStats:
+    samples_written: int = 0
+    events_written: int = 0
+    batches: int = 0
+    last_batch_size: int = 0
+    max_batch_size: int = 0
+    insert_failures: int = 0
+    rows_dropped: int = 0
+    queue_full: int = 0
+    last_flush_monotonic: float = field(default_factory=time.monotonic)
+
+
+class Writer:
+    """Owns the write connection; start(), then put() from any thread, then stop()."""
+
+    def __init__(self, database: Database, queue_size: int, batch_size: int, flush_interval: float):
+        self.database = database
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.stats = WriterStats()
+        self._thread = threading.Thread(target=self._run, name="oculus-writer", daemon=True)
+        self._samples: list = []
+        self._events: list[Event] = []
+        self._full_log = RateLimitedLog(log, 60.0)
+        self._error_log = RateLimitedLog(log, 60.0)
+
+    # -- producer side -----------------------------------------------------
+
+    def put(self, item, timeout: float = 1.0) -> bool:
+        """Queue samples (a list), an Event or a Command; wait up to `timeout` for room.
+
+        Returns False when the queue stayed full: the item is then dropped,
+        counted in stats.queue_full and logged (rate-limited).
+        """
+        try:
+            self.queue.put(item, timeout=timeout)
+            return True
+        except queue.Full:
+            self.stats.queue_full += 1
+            self._full_log.warning("queue-full", "write queue full, item dropped capacity=%d dropped_total=%d",
+                                   self.queue.maxsize, self.stats.queue_full)
+            return False
+
+    def run_command(self, function: Callable, description: str, timeout: float = 30.0):
+        """Run `function(connection)` on the writer thread and return its result."""
+        command = Command(function, description)
+        if not self.put(command, timeout=timeout):
+            raise TimeoutError(f"write queue stayed full; {description} was not queued")
+        return command.wait(timeout)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the thread to drain the queue and flush, then wait; return False if it did not stop."""
+        deadline = time.monotonic() + timeout
+        try:
+            self.queue.put(STOP, timeout=max(0.0, timeout))
+        except queue.Full:
+            log.error("writer stop request not queued: queue still full after %.1fs", timeout)
+            return False
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            log.error("writer thread did not stop within %.1fs; %d items still queued",
+                      timeout, self.queue.qsize())
+            return False
+        return True
+
+    def lagging_reason(self) -> str | None:
+        """Return why the writer is not keeping up, or None when it is."""
+        if not self.is_alive():
+            return "writer thread is not running"
+        if self.queue.qsize() >= 0.9 * self.queue.maxsize:
+            return f"write queue is {self.queue.qsize()}/{self.queue.maxsize} full"
+        idle = time.monotonic() - self.stats.last_flush_monotonic
+        if self.queue.qsize() and idle > max(10.0, 10 * self.flush_interval):
+            return f"writer has not flushed for {idle:.0f}s with {self.queue.qsize()} items queued"
+        return None
+
+    # -- writer thread -----------------------------------------------------
+
+    def _run(self) -> None:
+        log.info("writer started batch_size=%d flush_interval=%.3fs", self.batch_size, self.flush_interval)
+        next_flush = time.monotonic() + self.flush_interval
+        while True:
+            timeout = max(0.0, next_flush - time.monotonic())
+            try:
+                item = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+
+            if item is STOP:
+                self._drain_remaining()
+                self._flush()
+                break
+            if item is not None:
+                self._accept(item)
+
+            if len(self._samples) >= self.batch_size or time.monotonic() >= next_flush:
+                self._flush()
+                next_flush = time.monotonic() + self.flush_interval
+        log.info("writer stopped samples_written=%d batches=%d", self.stats.samples_written, self.stats.batches)
+
+    def _drain_remaining(self) -> None:
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not STOP:
+                self._accept(item)
+
+    def _accept(self, item) -> None:
+        if isinstance(item, list):
+            self._samples.extend(item)
+        elif isinstance(item, Event):
+            self._events.append(item)
+        elif isinstance(item, Command):
+            # Earlier samples go in first, so a command (backup, retention) sees them.
+            self._flush()
+            self._execute(item)
+        else:
+            log.error("writer received an unknown item type=%s; ignored", type(item).__name__)
+
+    def _execute(self, command: Command) -> None:
+        try:
+            command.result = command.function(self.database.connection)
+        except Exception as exc:  # handed back to the caller, never kills the writer
+            command.error = exc
+            log.error("writer command failed command=%r error=%s", command.description, exc)
+        finally:
+            command.done.set()
+
+    def _flush(self) -> None:
+        if not self._samples and not self._events:
+            self.stats.last_flush_monotonic = time.monotonic()
+            return
+        samples, events = self._samples, self._events
+        try:
+            self._insert(samples, events)
+        except duckdb.Error as exc:
+            self.stats.insert_failures += 1
+            self._error_log.error("insert", "insert failed, %d samples held for retry error=%s", len(samples), exc)
+            self._drop_excess()
+            return
+        self._samples, self._events = [], []
+        self.stats.samples_written += len(samples)
+        self.stats.events_written += len(events)
+        self.stats.batches += 1
+        self.stats.last_batch_size = len(samples)
+        self.stats.max_batch_size = max(self.stats.max_batch_size, len(samples))
+        self.stats.last_flush_monotonic = time.monotonic()
+
+    def _drop_excess(self) -> None:
+        limit = MAX_HELD_BATCHES * self.batch_size
+        if len(self._samples) > limit:
+            dropped = len(self._samples) - limit
+            del self._samples[:dropped]
+            self.stats.rows_dropped += dropped
+            log.error("dropped %d samples after repeated insert failures", dropped)
+
+    def _insert(self, samples: list, events: list[Event]) -> None:
+        conn = self.database.connection
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            if samples:
+                _insert_samples(conn, samples)
+                _upsert_latest(conn, samples)
+            if events:
+                _insert_events(conn, events)
+            conn.execute("COMMIT")
+        except duckdb.Error:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _clean(value):
+    """Store NaN and infinity as NULL so every reader gets valid JSON."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _columns(samples: list) -> list:
+    return [
+        [s.ts for s in samples],
+        [s.category for s in samples],
+        [s.symbol for s in samples],
+        [_clean(s.value) for s in samples],
+        [bool(s.success) for s in samples],
+        [s.duration_ms for s in samples],
+        [json.dumps(s.tags, default=str, separators=(",", ":")) if s.tags else None for s in samples],
+    ]
+
+
+_UNNEST_SAMPLES = """
+    SELECT unnest($1::TIMESTAMP[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]),
+           unnest($4::DOUBLE[]), unnest($5::BOOLEAN[]), unnest($6::DOUBLE[]), unnest($7::VARCHAR[])::JSON
+"""
+
+
+def _insert_samples(conn, samples: list) -> None:
+    conn.execute(f"INSERT INTO samples {_UNNEST_SAMPLES}", _columns(samples))
+
+
+def _upsert_latest(conn, samples: list) -> None:
+    """Keep the newest sample per symbol, and the one before it for trend arrows."""
+    newest: dict = {}
+    previous: dict = {}
+    last_ok: dict = {}
+    for sample in samples:
+        current = newest.get(sample.symbol)
+        if current is None or sample.ts >= current.ts:
+            if current is not None:
+                previous[sample.symbol] = current
+            newest[sample.symbol] = sample
+        if sample.success and (sample.symbol not in last_ok or sample.ts > last_ok[sample.symbol]):
+            last_ok[sample.symbol] = sample.ts
+
+    rows = list(newest.values())
+    columns = _columns(rows) + [
+        [_clean(previous[s.symbol].value) if s.symbol in previous else None for s in rows],
+        [previous[s.symbol].ts if s.symbol in previous else None for s in rows],
+        [last_ok.get(s.symbol) for s in rows],
+    ]
+    conn.execute(f"""
+        INSERT INTO latest (symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts)
+        SELECT symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts FROM (
+            SELECT unnest($1::TIMESTAMP[]) AS ts, unnest($2::VARCHAR[]) AS category, unnest($3::VARCHAR[]) AS symbol,
+                   unnest($4::DOUBLE[]) AS value, unnest($5::BOOLEAN[]) AS success,
+                   unnest($6::DOUBLE[]) AS duration_ms, unnest($7::VARCHAR[])::JSON AS tags,
+                   unnest($8::DOUBLE[]) AS prev_value, unnest($9::TIMESTAMP[]) AS prev_ts,
+                   unnest($10::TIMESTAMP[]) AS last_ok_ts
+        )
+        ON CONFLICT (symbol) DO UPDATE SET
+            prev_value = CASE WHEN excluded.prev_ts IS NOT NULL THEN excluded.prev_value ELSE latest.value END,
+            prev_ts    = coalesce(excluded.prev_ts, latest.ts),
+            last_ok_ts = coalesce(excluded.last_ok_ts, latest.last_ok_ts),
+            category = excluded.category, ts = excluded.ts, value = excluded.value,
+            success = excluded.success, duration_ms = excluded.duration_ms, tags = excluded.tags
+    """, columns)
+
+
+def _insert_events(conn, events: list[Event]) -> None:
+    conn.execute("""
+        INSERT INTO events (ts, kind, severity, source, message, payload)
+        SELECT unnest($1::TIMESTAMP[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]),
+               unnest($4::VARCHAR[]), unnest($5::VARCHAR[]), unnest($6::VARCHAR[])::JSON
+    """, [
+        [e.ts for e in events], [e.kind for e in events], [e.severity for e in events],
+        [e.source for e in events], [e.message for e in events],
+        [json.dumps(e.payload, default=str) if e.payload is not None else None for e in events],
+    ])
+
+
+def apply_retention(conn, samples_cutoff: datetime, events_cutoff: datetime) -> tuple[int, int]:
+    """Delete samples and events older than the cutoffs; return how many rows went."""
+    samples = conn.execute("DELETE FROM samples WHERE ts < ?", [samples_cutoff]).fetchone()[0]
+    events = conn.execute("DELETE FROM events WHERE ts < ?", [events_cutoff]).fetchone()[0]
+    if samples or events:
+        # A checkpoint lets DuckDB reuse the freed blocks, so the file stops growing.
+        conn.execute("CHECKPOINT")
+    return samples, events
+
+
+def retention_command(retention: float, events_retention: float):
+    def run(conn):
+        now = utc_now()
+        return apply_retention(conn, now - timedelta(seconds=retention), now - timedelta(seconds=events_retention))
+    return run

@@ -1,0 +1,1 @@
+"""Web layer: the Bottle app (dashboard, API, health) served by waitress."""

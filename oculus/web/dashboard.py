@@ -1,0 +1,144 @@
+"""Build the dashboard's view model from the latest table and the last hour of samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from oculus.collectors import registry
+from oculus.storage import queries, utc_now
+
+PANELS = (
+    ("net", "Network"),
+    ("crypto", "Crypto"),
+    ("stock", "Stocks"),
+    ("pred", "Prediction markets"),
+    ("custom", "Custom"),
+)
+SPARK_WINDOW = timedelta(hours=1)
+SPARK_BUCKET_SECONDS = 60
+SPARK_WIDTH, SPARK_HEIGHT = 120, 28
+UNITS = {"rtt_ms": "ms", "loss_pct": "%"}
+LABELS = {"loss_pct": "loss", "status": "status", "rtt_ms": "rtt"}
+
+
+@dataclass
+class Row:
+    key: str
+    name: str
+    kind: str
+    target: str
+    up: bool
+    stale: bool
+    ts: datetime
+    value: str
+    details: list = field(default_factory=list)
+    error: str | None = None
+    trend: str = ""
+    spark: str = ""
+
+
+@dataclass
+class Panel:
+    category: str
+    title: str
+    rows: list
+
+
+def iso(ts: datetime | None) -> str:
+    return ts.isoformat(timespec="seconds") + "Z" if ts else ""
+
+
+def format_value(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 1000 or value == int(value):
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {unit}".strip()
+
+
+def trend_arrow(current: float | None, previous: float | None) -> str:
+    if current is None or previous is None or current == previous:
+        return "→" if current is not None and previous is not None else ""
+    return "↑" if current > previous else "↓"
+
+
+def spark_points(series: list, start: datetime) -> str:
+    """Return SVG polyline points for [(bucket, value)] over the spark window."""
+    if len(series) < 2:
+        return ""
+    values = [v for _, v in series]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    points = []
+    for bucket, value in series:
+        x = (bucket - start).total_seconds() / SPARK_WINDOW.total_seconds() * SPARK_WIDTH
+        y = SPARK_HEIGHT - 2 - (value - low) / span * (SPARK_HEIGHT - 4)
+        points.append(f"{max(0.0, min(SPARK_WIDTH, x)):.1f},{y:.1f}")
+    return " ".join(points)
+
+
+def build_panels(cursor, collectors: list) -> list[Panel]:
+    """Group the latest samples into panels; network symbols are grouped per probe target."""
+    now = utc_now()
+    latest = queries.latest(cursor)
+    specs = {f"net.{spec.type}.{spec.name}": spec for spec in collectors}
+
+    groups: dict[str, list[dict]] = {}
+    for item in latest:
+        key = item["symbol"].rsplit(".", 1)[0] if item["category"] == "net" else item["symbol"]
+        groups.setdefault(key, []).append(item)
+
+    start = now - SPARK_WINDOW
+    spark_symbols = [_primary(items)["symbol"] for items in groups.values()]
+    series = queries.sparklines(cursor, spark_symbols, start, SPARK_BUCKET_SECONDS)
+
+    rows_by_category: dict[str, list[Row]] = {}
+    for key, items in groups.items():
+        row = _row(key, items, specs.get(key), now)
+        row.spark = spark_points(series.get(_primary(items)["symbol"], []), start)
+        rows_by_category.setdefault(items[0]["category"], []).append(row)
+
+    titles = dict(PANELS)
+    order = [c for c, _ in PANELS] + sorted(set(rows_by_category) - set(titles))
+    return [Panel(c, titles.get(c, c.title()), rows_by_category[c]) for c in order if c in rows_by_category]
+
+
+def _primary(items: list[dict]) -> dict:
+    """The symbol shown large in a row: response time for probes, else the first symbol."""
+    return next((i for i in items if i["symbol"].endswith(".rtt_ms")), items[0])
+
+
+def _row(key: str, items: list[dict], spec, now: datetime) -> Row:
+    primary = _primary(items)
+    newest = max(i["ts"] for i in items)
+    interval = spec.interval if spec else 30.0
+    failed = [i for i in items if not i["success"]]
+    error = next((i["tags"].get("error") for i in failed if i.get("tags") and i["tags"].get("error")), None)
+
+    details = []
+    for item in items:
+        if item is primary:
+            continue
+        metric = item["symbol"].rsplit(".", 1)[-1]
+        details.append((LABELS.get(metric, metric.replace("_", " ")), format_value(item["value"], UNITS.get(metric, ""))))
+
+    metric = primary["symbol"].rsplit(".", 1)[-1]
+    parts = key.split(".")
+    return Row(
+        key=key,
+        name=parts[2] if len(parts) > 2 else key,
+        kind=parts[1].upper() if len(parts) > 1 else "",
+        target=registry.collector_class(spec.type).describe_target(spec.options) if spec else "",
+        up=not failed,
+        stale=(now - newest).total_seconds() > 2 * interval + 5,
+        ts=newest,
+        value=format_value(primary["value"], UNITS.get(metric, "")),
+        details=details,
+        error=error,
+        trend=trend_arrow(primary["value"], primary.get("prev_value")),
+    )

@@ -1,0 +1,34 @@
+<!doctype html>
+<html lang="en" class="h-full bg-slate-950">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{{title}} · Oculus</title>
+  <link rel="stylesheet" href="/static/oculus.css">
+  <script src="/static/vendor/htmx-2.0.11.min.js"></script>
+</head>
+<body class="min-h-full bg-slate-950 text-slate-200 antialiased">
+  <header class="border-b border-slate-800 bg-slate-900/80">
+    <div class="mx-auto flex max-w-6xl items-center justify-between px-4 py-3">
+      <a href="/" class="flex items-center gap-2 text-lg font-semibold tracking-tight text-slate-100">
+        <span class="inline-block h-3 w-3 rounded-full bg-emerald-400"></span> Oculus
+      </a>
+      <span class="text-xs text-slate-500">v{{version}}</span>
+    </div>
+  </header>
+  <main class="mx-auto max-w-6xl px-4 py-6">
+    {{!base}}
+  </main>
+  <script>
+    // Show every <time data-local> in the browser's time zone; runs again after each HTMX swap.
+    function oculusLocalTimes(root) {
+      root.querySelectorAll("time[data-local]").forEach(function (el) {
+        var when = new Date(el.getAttribute("datetime"));
+        if (!isNaN(when)) { el.textContent = when.toLocaleTimeString(); el.title = when.toString(); }
+      });
+    }
+    document.addEventListener("DOMContentLoaded", function () { oculusLocalTimes(document); });
+    document.body.addEventListener("htmx:afterSwap", function (event) { oculusLocalTimes(event.target); });
+  </script>
+</body>
+</html>

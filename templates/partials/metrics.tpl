@@ -1,0 +1,57 @@
+% if not panels:
+  <section class="rounded-lg border border-dashed border-slate-700 bg-slate-900 p-6 text-sm text-slate-400">
+  % if collector_count == 0:
+    <h2 class="mb-2 text-base font-semibold text-slate-200">No collectors configured</h2>
+    <p>Add a <code class="text-slate-200">collectors:</code> list to your config file (configs/config.example.yaml shows every type),
+       then reload Oculus with <code class="text-slate-200">kill -HUP &lt;pid&gt;</code> or restart it.</p>
+  % else:
+    <h2 class="mb-2 text-base font-semibold text-slate-200">Waiting for the first samples</h2>
+    <p>{{collector_count}} collector(s) are scheduled; their first results appear here within one interval.</p>
+  % end
+  </section>
+% end
+% for panel in panels:
+<section class="mb-6" data-category="{{panel.category}}">
+  <h2 class="mb-2 flex items-center gap-2 text-sm font-semibold uppercase tracking-wide text-sky-300">
+    <span class="inline-block h-2 w-2 rounded-full bg-sky-400"></span>{{panel.title}}
+    <span class="font-normal normal-case text-slate-500">{{len(panel.rows)}}</span>
+  </h2>
+  <div class="overflow-hidden rounded-lg border border-slate-800 bg-slate-900">
+    % for row in panel.rows:
+    <div class="grid grid-cols-[auto_1fr_auto] items-center gap-x-3 gap-y-1 border-b border-slate-800 px-4 py-3 last:border-b-0 sm:grid-cols-[auto_minmax(0,2fr)_minmax(0,1fr)_auto_auto]"
+         data-symbol="{{row.key}}">
+      % if row.stale:
+      <span class="rounded px-2 py-0.5 text-xs font-semibold bg-amber-500/15 text-amber-300" title="no sample for more than two intervals">STALE</span>
+      % elif row.up:
+      <span class="rounded px-2 py-0.5 text-xs font-semibold bg-emerald-500/15 text-emerald-300">UP</span>
+      % else:
+      <span class="rounded px-2 py-0.5 text-xs font-semibold bg-rose-500/15 text-rose-300">DOWN</span>
+      % end
+      <div class="min-w-0">
+        <div class="truncate font-medium text-slate-100">{{row.name}} <span class="ml-1 text-xs font-normal text-slate-500">{{row.kind}}</span></div>
+        <div class="truncate text-xs text-slate-500">{{row.target}}</div>
+        % if row.error:
+        <div class="truncate text-xs text-rose-300" title="{{row.error}}">{{row.error}}</div>
+        % end
+      </div>
+      <div class="text-right sm:text-left">
+        <div class="font-mono text-lg text-slate-100" data-value>{{row.value}} <span class="text-sm text-slate-400">{{row.trend}}</span></div>
+        <div class="text-xs text-slate-500">
+          % for label, text in row.details:
+          <span class="mr-2">{{label}} {{text}}</span>
+          % end
+        </div>
+      </div>
+      <svg class="col-span-2 h-7 w-full text-sky-400 sm:col-span-1 sm:w-32" viewBox="0 0 120 28" preserveAspectRatio="none" aria-label="last hour">
+        % if row.spark:
+        <polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{{row.spark}}" />
+        % else:
+        <line x1="0" y1="14" x2="120" y2="14" stroke="#334155" stroke-dasharray="2 3" />
+        % end
+      </svg>
+      <time class="text-right text-xs text-slate-400" data-local datetime="{{iso(row.ts)}}">{{iso(row.ts)}}</time>
+    </div>
+    % end
+  </div>
+</section>
+% end
