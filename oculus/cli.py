@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("run", parents=[options], help="start collecting and serve the dashboard (default)")
-    check = commands.add_parser("check", parents=[options], help="validate a config file, print every problem, exit 0 or 2")
+    check = commands.add_parser("check", parents=[options],
+                                help="validate a config file, print every problem, exit 0 or 2")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     commands.add_parser("version", help="print the version and exit")
     return parser

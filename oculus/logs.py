@@ -9,8 +9,6 @@ import threading
 import time
 from datetime import datetime, timezone
 
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({})))
-
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, plus exception text if any."""

@@ -29,3 +29,13 @@ def refused_port():
 @pytest.fixture
 def db_path(tmp_path):
     return str(tmp_path / "oculus.duckdb")
+
+
+@pytest.fixture
+def fixture_api():
+    """A loopback server replaying ../shared/fixtures/apis; call .use(...) to pick scenarios."""
+    from tests.fixture_api import FixtureServer
+
+    server = FixtureServer().start()
+    yield server
+    server.stop()

@@ -15,6 +15,7 @@ class Reading:
     success: bool = True
     error: str | None = None
     tags: dict = field(default_factory=dict)
+    ts: datetime | None = None  # the source's as-of time (naive UTC); None means the run's start
 
 
 @dataclass(slots=True)
@@ -43,8 +44,10 @@ class Collector:
     TYPE = ""
     CATEGORY = "net"
     FIELDS: tuple = ()
+    DEFAULT_NAME: str | None = None  # when set, the `name` setting is optional
 
     def __init__(self, spec):
+        self.reader = None  # set by the runtime: returns a read-only cursor (never write with it)
         self.spec = spec
         self.name = spec.name
         self.options = spec.options

@@ -153,7 +153,9 @@ class HttpCollector(Collector):
 def describe_request_error(exc: requests.RequestException, timeout: float) -> str:
     """Turn a requests exception into a short phrase for the dashboard."""
     if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS error: certificate verification failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else "TLS handshake failed"
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return "TLS error: certificate verification failed"
+        return "TLS handshake failed"
     if isinstance(exc, requests.exceptions.Timeout):
         return f"timed out after {format_duration(timeout)}"
     if isinstance(exc, requests.exceptions.TooManyRedirects):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Mapping
 
 from oculus.config import schema
 from oculus.config.schema import COLLECTOR_COMMON, SECTIONS, Invalid
@@ -21,8 +21,15 @@ from oculus.config.yamlsource import Located, YamlSyntaxError, load_located
 from oculus.resources import default_config_path
 
 __all__ = [
-    "CollectorSpec", "Config", "ConfigError", "Problem", "load_config",
-    "Secret", "reveal", "parse_duration", "format_duration",
+    "CollectorSpec",
+    "Config",
+    "ConfigError",
+    "Problem",
+    "Secret",
+    "format_duration",
+    "load_config",
+    "parse_duration",
+    "reveal",
 ]
 
 EMBEDDED_DEFAULT = "<embedded default>"
@@ -258,6 +265,8 @@ class _Loader:
         for f in fields:
             if f.name in item:
                 values[f.name] = self.parse(f, item[f.name], path + (f.name,))
+            elif f.name == "name" and cls.DEFAULT_NAME:
+                values["name"] = cls.DEFAULT_NAME
             elif f.required:
                 self.problem(path, f'missing required key "{f.name}": {f.help}')
             else:
@@ -342,7 +351,8 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
         with open(file_path, encoding="utf-8") as handle:
             text_content = handle.read()
     except FileNotFoundError:
-        raise ConfigError([Problem(source, None, "", "file not found; pass an existing file with -c or omit -c to use the embedded default")]) from None
+        message = "file not found; pass an existing file with -c, or omit -c to use the embedded default"
+        raise ConfigError([Problem(source, None, "", message)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(source, None, "", f"cannot read the file: {exc}")]) from None
 
@@ -358,6 +368,7 @@ def _builtins(data, env: Mapping[str, str], flags: Mapping[str, object]) -> dict
     """Values for ${OCULUS_URL} and ${OCULUS_SELF_PORT}: this instance's own address, so a config can probe itself."""
     server = data.get("server") if isinstance(data, dict) else None
     server = server if isinstance(server, dict) else {}
-    bind = flags.get("bind") or env.get("OCULUS_BIND") or server.get("bind") or schema.SERVER.field_named("bind").default
-    port = flags.get("port") or env.get("OCULUS_PORT") or server.get("port") or schema.SERVER.field_named("port").default
+    defaults = schema.SERVER
+    bind = flags.get("bind") or env.get("OCULUS_BIND") or server.get("bind") or defaults.field_named("bind").default
+    port = flags.get("port") or env.get("OCULUS_PORT") or server.get("port") or defaults.field_named("port").default
     return {"OCULUS_URL": self_url(str(bind), port), "OCULUS_SELF_PORT": str(port)}

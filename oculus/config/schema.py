@@ -7,8 +7,9 @@ these lists, so a setting is declared exactly once.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from oculus.config.values import Secret, format_duration, parse_duration, reveal
 
@@ -172,7 +173,8 @@ DATABASE = Section(
     (
         Field("path", text, "oculus.duckdb", "DuckDB file that stores every sample and event.",
               env="OCULUS_DB_PATH", flag="--db-path"),
-        Field("retention", duration(3600), 7 * 86400.0, "How long raw samples are kept (applied at start-up and hourly)."),
+        Field("retention", duration(3600), 7 * 86400.0,
+              "How long raw samples are kept (applied at start-up and hourly)."),
         Field("events_retention", duration(3600), 90 * 86400.0, "How long alert, error and system events are kept."),
     ),
     "Storage of samples and events.",
@@ -195,7 +197,8 @@ RUNTIME = Section(
         Field("workers", integer(1, 1024), 32, "Maximum collector runs in progress at once."),
         Field("queue_size", integer(100, 1_000_000), 10_000, "Capacity of the write queue, in collector results."),
         Field("batch_size", integer(1, 1_000_000), 5_000, "Samples per DuckDB insert, at most."),
-        Field("flush_interval", duration(0.01), 1.0, "Longest time a sample waits in the writer before it is inserted."),
+        Field("flush_interval", duration(0.01), 1.0,
+              "Longest time a sample waits in the writer before it is inserted."),
         Field("shutdown_timeout", duration(1), 8.0, "Time allowed to drain the queue and close the database on stop."),
     ),
     "Scheduling and write path.",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -12,7 +11,7 @@ from oculus import __version__
 from oculus.config import Config, ConfigError, load_config
 from oculus.logs import setup_logging
 from oculus.runtime.scheduler import CollectorScheduler
-from oculus.storage import Database, DatabaseLockedError
+from oculus.storage import Database, DatabaseOpenError
 from oculus.storage.writer import Command, Event, Writer, retention_command
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class Runtime:
         runtime = self.config.runtime
         try:
             self.database.open()
-        except DatabaseLockedError as exc:
+        except DatabaseOpenError as exc:
             raise StartupError(str(exc)) from None
         self.writer = Writer(self.database, runtime.queue_size, runtime.batch_size, runtime.flush_interval)
         self.writer.start()
@@ -55,7 +54,7 @@ class Runtime:
         self.web = WebServer(self, self.config.server)
         self.web.start()
 
-        self.scheduler = CollectorScheduler(runtime.workers, self.writer.put)
+        self.scheduler = CollectorScheduler(runtime.workers, self.writer.put, self.database.reader)
         self.scheduler.set_collectors(self.config.collectors)
         self.scheduler.every(RETENTION_EVERY, self._queue_retention)
         self.scheduler.start()

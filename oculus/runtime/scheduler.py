@@ -42,7 +42,8 @@ class CollectorState:
 
 
 class CollectorScheduler:
-    def __init__(self, workers: int, submit_samples):
+    def __init__(self, workers: int, submit_samples, reader=None):
+        self.reader = reader  # returns the calling thread's read cursor, for collectors that read history
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oculus-collector")
         self.submit_samples = submit_samples
         self.collectors: dict = {}          # key -> Collector
@@ -60,6 +61,8 @@ class CollectorScheduler:
     def set_collectors(self, specs: list) -> None:
         """Replace the collector set; unchanged collectors keep their statistics."""
         created = {spec.key: registry.create(spec) for spec in specs}
+        for collector in created.values():
+            collector.reader = self.reader
         with self._lock:
             old = self.collectors
             self.collectors = created
@@ -131,8 +134,8 @@ class CollectorScheduler:
             return
         if state.running:
             state.skipped += 1
-            self._skip_log.warning(key, "collector run skipped, previous run still in progress collector=%s skipped_total=%d",
-                                   key, state.skipped)
+            self._skip_log.warning(key, "collector run skipped, previous run still in progress "
+                                   "collector=%s skipped_total=%d", key, state.skipped)
             return
         state.running = True
         try:
@@ -165,7 +168,7 @@ class CollectorScheduler:
             tags = {**spec.tags, **reading.tags}
             if reading.error:
                 tags["error"] = reading.error
-            samples.append(Sample(ts, collector.CATEGORY, reading.symbol, reading.value,
+            samples.append(Sample(reading.ts or ts, collector.CATEGORY, reading.symbol, reading.value,
                                   reading.success, duration_ms, tags))
         self.submit_samples(samples)
 

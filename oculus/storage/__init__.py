@@ -1,5 +1,5 @@
 """DuckDB storage: opening the file, migrations, the single writer and read queries."""
 
-from oculus.storage.database import Database, DatabaseLockedError, utc_now
+from oculus.storage.database import Database, DatabaseLockedError, DatabaseOpenError, utc_now
 
-__all__ = ["Database", "DatabaseLockedError", "utc_now"]
+__all__ = ["Database", "DatabaseLockedError", "DatabaseOpenError", "utc_now"]

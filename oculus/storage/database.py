@@ -17,7 +17,11 @@ log = logging.getLogger(__name__)
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
-class DatabaseLockedError(RuntimeError):
+class DatabaseOpenError(RuntimeError):
+    """The DuckDB file cannot be opened or migrated; the message says why and what to do."""
+
+
+class DatabaseLockedError(DatabaseOpenError):
     """Another process holds the DuckDB file."""
 
 
@@ -56,9 +60,19 @@ class Database:
                     f"(PID {match.group('pid')}, {match.group('program')}); stop that process "
                     "or give this one another file with --db-path"
                 ) from None
-            raise
+            raise DatabaseOpenError(f"cannot open database {self.path}: {exc}") from None
+        except duckdb.Error as exc:
+            raise DatabaseOpenError(
+                f"cannot open database {self.path}: {exc}; check that it is a DuckDB file "
+                "written by a compatible duckdb version, or pass another file with --db-path"
+            ) from None
         _configure(self.connection)
-        self.schema_version = migrate(self.connection)
+        try:
+            self.schema_version = migrate(self.connection)
+        except (RuntimeError, duckdb.Error) as exc:
+            self.connection.close()
+            self.connection = None
+            raise DatabaseOpenError(f"cannot migrate database {self.path}: {exc}") from None
         log.info("database open path=%s schema_version=%d", self.path, self.schema_version)
 
     @property

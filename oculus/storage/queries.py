@@ -12,7 +12,7 @@ def _dicts(cursor, rows) -> list[dict]:
     names = [d[0] for d in cursor.description]
     result = []
     for row in rows:
-        item = dict(zip(names, row))
+        item = dict(zip(names, row, strict=True))
         if isinstance(item.get("tags"), str):
             item["tags"] = json.loads(item["tags"])
         result.append(item)

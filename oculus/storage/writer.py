@@ -13,9 +13,9 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
 import duckdb
 
@@ -289,7 +289,7 @@ def _upsert_latest(conn, samples: list) -> None:
         [previous[s.symbol].ts if s.symbol in previous else None for s in rows],
         [last_ok.get(s.symbol) for s in rows],
     ]
-    conn.execute(f"""
+    conn.execute("""
         INSERT INTO latest (symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts)
         SELECT symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts FROM (
             SELECT unnest($1::TIMESTAMP[]) AS ts, unnest($2::VARCHAR[]) AS category, unnest($3::VARCHAR[]) AS symbol,
@@ -332,5 +332,8 @@ def apply_retention(conn, samples_cutoff: datetime, events_cutoff: datetime) -> 
 def retention_command(retention: float, events_retention: float):
     def run(conn):
         now = utc_now()
-        return apply_retention(conn, now - timedelta(seconds=retention), now - timedelta(seconds=events_retention))
+        samples, events = apply_retention(conn, now - timedelta(seconds=retention),
+                                          now - timedelta(seconds=events_retention))
+        log.info("retention applied samples_deleted=%d events_deleted=%d", samples, events)
+        return samples, events
     return run

@@ -75,7 +75,8 @@ def parse_time(name: str, text: str | None, now: datetime) -> datetime | None:
         value = datetime.fromisoformat(normalized)
     except ValueError:
         raise ApiError(400, "invalid_parameter",
-                       f'{name}: expected an ISO 8601 time such as 2026-01-31T12:00:00Z or a duration such as 1h, got "{text}"') from None
+                       f"{name}: expected an ISO 8601 time such as 2026-01-31T12:00:00Z "
+                       f'or a duration such as 1h, got "{text}"') from None
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value

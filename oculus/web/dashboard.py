@@ -125,7 +125,8 @@ def _row(key: str, items: list[dict], spec, now: datetime) -> Row:
         if item is primary:
             continue
         metric = item["symbol"].rsplit(".", 1)[-1]
-        details.append((LABELS.get(metric, metric.replace("_", " ")), format_value(item["value"], UNITS.get(metric, ""))))
+        label = LABELS.get(metric, metric.replace("_", " "))
+        details.append((label, format_value(item["value"], UNITS.get(metric, ""))))
 
     metric = primary["symbol"].rsplit(".", 1)[-1]
     parts = key.split(".")
