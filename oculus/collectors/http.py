@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import socket
+import threading
 import time
+from urllib.parse import urlsplit
 
 import requests
 
 from oculus import __version__
 from oculus.collectors.base import Collector, Reading
-from oculus.config.schema import REQUIRED, Field, Invalid, boolean, choice, string_map, text
-from oculus.config.values import format_duration, reveal
+from oculus.config.schema import REQUIRED, Field, Invalid, boolean, choice, string_map, text, text_keeping_secret
+from oculus.config.values import Secret, format_duration, reveal
 
 USER_AGENT = f"Oculus/{__version__} (+https://github.com/oculus-monitor/oculus)"
 # Only this much of a body is read for matching; a probe must not buffer a large download.
@@ -18,35 +21,62 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def status_ranges(value):
-    """Parse expected statuses: 200, [200, 204], "200-299" or a list mixing both."""
+    """Parse expected statuses: 200, "200", [200, 204], "200-299" or a list mixing them."""
+    shown_all = "<secret>" if isinstance(value, Secret) else repr(value)
     items = value if isinstance(value, list) else [value]
+    if not items:
+        raise Invalid('expected at least one status code, like 200 or "200-299"')
     ranges = []
     for item in items:
-        item = reveal(item)
-        if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
-            ranges.append((item, item))
+        plain = reveal(item)
+        shown = "<secret>" if isinstance(item, Secret) else f'"{plain}"' if isinstance(plain, str) else repr(plain)
+        if isinstance(plain, str) and plain.strip().isdigit():
+            plain = int(plain)
+        if isinstance(plain, int) and not isinstance(plain, bool) and 100 <= plain <= 599:
+            ranges.append((plain, plain))
             continue
-        match = re.fullmatch(r"\s*(\d{3})\s*-\s*(\d{3})\s*", item) if isinstance(item, str) else None
+        match = re.fullmatch(r"\s*(\d{3})\s*-\s*(\d{3})\s*", plain) if isinstance(plain, str) else None
         if match and int(match.group(1)) <= int(match.group(2)):
             ranges.append((int(match.group(1)), int(match.group(2))))
             continue
-        raise Invalid(f'expected status codes like 200, [200, 204] or "200-299", got {item!r}')
+        raise Invalid(f'expected status codes like 200, [200, 204] or "200-299", got {shown}'
+                      + (f" in {shown_all}" if isinstance(value, list) else ""))
     return ranges
 
 
 def http_url(value):
-    value = text(value)
+    value = text_keeping_secret(value)
     if not re.match(r"https?://[^/\s]+", reveal(value)):
-        raise Invalid(f'expected an http:// or https:// URL, got "{value}"')
+        raise Invalid(f"expected an http:// or https:// URL, got {_shown(value)}")
     return value
 
 
+def _shown(value) -> str:
+    return "<secret>" if isinstance(value, Secret) else f'"{value}"'
+
+
+class Regex:
+    """A compiled body_regex that prints as /pattern/, or as <secret> when it came from ${ENV}."""
+
+    def __init__(self, value):
+        self.secret = isinstance(value, Secret)
+        self.pattern = re.compile(reveal(value))
+
+    def search(self, text: str):
+        return self.pattern.search(text)
+
+    def __str__(self) -> str:
+        return "<secret>" if self.secret else f"/{self.pattern.pattern}/"
+
+    __repr__ = __str__
+
+
 def regex(value):
-    value = text(value)
+    checked = text_keeping_secret(value)
     try:
-        return re.compile(reveal(value))
+        return Regex(checked)
     except re.error as exc:
-        raise Invalid(f"invalid regular expression {value!r}: {exc}") from None
+        raise Invalid(f"invalid regular expression {_shown(checked)}: {exc}") from None
 
 
 class HttpCollector(Collector):
@@ -55,9 +85,9 @@ class HttpCollector(Collector):
         Field("url", http_url, REQUIRED, "URL to request (http:// or https://)."),
         Field("method", choice("get", "head", "post", "put", "options"), "get", "HTTP method."),
         Field("headers", string_map, {}, "Request headers; values may use ${ENV} references for secrets."),
-        Field("body", text, None, "Request body, sent as is."),
+        Field("body", text_keeping_secret, None, "Request body, sent as is."),
         Field("expect_status", status_ranges, [(200, 299)], 'Accepted status codes: 200, [200, 204] or "200-399".'),
-        Field("body_match", text, None, "Substring the response body must contain."),
+        Field("body_match", text_keeping_secret, None, "Substring the response body must contain."),
         Field("body_regex", regex, None, "Regular expression the response body must match."),
         Field("follow_redirects", boolean, True, "Follow redirects; when false the 3xx status itself is checked."),
         Field("verify_tls", boolean, True, "Verify the server's TLS certificate."),
@@ -71,9 +101,12 @@ class HttpCollector(Collector):
 
     @classmethod
     def check_options(cls, values):
+        problems = []
         if values.get("body_match") and values.get("body_regex"):
-            return [("body_regex", "set either body_match or body_regex, not both")]
-        return []
+            problems.append(("body_regex", "set either body_match or body_regex, not both"))
+        if values.get("method") == "head" and (values.get("body_match") or values.get("body_regex")):
+            problems.append(("method", "a HEAD response has no body to match; use method: get"))
+        return problems
 
     @classmethod
     def describe_target(cls, options: dict) -> str:
@@ -87,14 +120,14 @@ class HttpCollector(Collector):
 
     def collect(self, deadline: float) -> list[Reading]:
         options = self.options
-        timeout = max(0.001, deadline - time.monotonic())
         url = reveal(options["url"])
+        configured = self.spec.timeout
         started = time.perf_counter()
         try:
             response = self.session.request(
                 options["method"].upper(), url,
                 data=reveal(options["body"]),
-                timeout=timeout,
+                timeout=max(0.001, deadline - time.monotonic()),
                 allow_redirects=options["follow_redirects"],
                 verify=options["verify_tls"],
                 stream=True,
@@ -102,9 +135,11 @@ class HttpCollector(Collector):
             with response:
                 body = self._read_body(response, deadline)
         except requests.RequestException as exc:
-            return self.failed(describe_request_error(exc, timeout))
+            return self.failed(describe_request_error(exc, configured, urlsplit(url).hostname or url))
         except TimeoutError:
-            return self.failed(f"timed out after {format_duration(timeout)} while reading the body")
+            return self.failed(f"timed out after {format_duration(configured)} while reading the body")
+        except (ValueError, UnicodeError) as exc:  # urllib3 rejects some URLs only when sending
+            return self.failed(f"invalid URL {url!r}: {exc}")
         elapsed_ms = (time.perf_counter() - started) * 1000
 
         error = self._check(response.status_code, body)
@@ -118,21 +153,44 @@ class HttpCollector(Collector):
         ]
 
     def _read_body(self, response, deadline: float) -> bytes:
-        """Read at most MAX_BODY_BYTES, checking the overall deadline between chunks.
+        """Read at most MAX_BODY_BYTES before `deadline`, or raise TimeoutError.
 
         The requests timeout applies to each socket read, so a server that
-        trickles bytes would otherwise keep the probe busy for ever.
+        trickles bytes could hold a read for ever; a timer closes the response
+        at the deadline, which ends the blocked read.
         """
         if self.options["method"] == "head" or not (self.options["body_match"] or self.options["body_regex"]):
             return b""
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            # close() alone does not wake a thread blocked in recv(); shutdown() does.
+            sock = _socket_of(response)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            response.close()
+
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+        timer.daemon = True
+        timer.start()
         chunks, size = [], 0
-        for chunk in response.iter_content(chunk_size=16384):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= MAX_BODY_BYTES:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError
+        try:
+            for chunk in response.iter_content(chunk_size=16384):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_BODY_BYTES:
+                    break
+        except (requests.RequestException, OSError, AttributeError, ValueError):
+            if not expired.is_set():
+                raise
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise TimeoutError
         return b"".join(chunks)[:MAX_BODY_BYTES]
 
     def _check(self, status: int, body: bytes) -> str | None:
@@ -143,14 +201,23 @@ class HttpCollector(Collector):
         text_body = body.decode("utf-8", errors="replace") if body else ""
         needle = reveal(options["body_match"])
         if needle and needle not in text_body:
-            return f"body does not contain {needle!r}"
+            shown = "the expected text" if isinstance(options["body_match"], Secret) else repr(needle)
+            return f"body does not contain {shown}"
         pattern = options["body_regex"]
         if pattern is not None and not pattern.search(text_body):
-            return f"body does not match /{pattern.pattern}/"
+            return f"body does not match {pattern}"
         return None
 
 
-def describe_request_error(exc: requests.RequestException, timeout: float) -> str:
+def _socket_of(response):
+    """The socket under a streamed requests response (urllib3 -> http.client -> SocketIO), if reachable."""
+    http_response = getattr(response.raw, "_fp", None)
+    buffered = getattr(http_response, "fp", None)
+    socket_io = getattr(buffered, "raw", None)
+    return getattr(socket_io, "_sock", None)
+
+
+def describe_request_error(exc: requests.RequestException, timeout: float, host: str) -> str:
     """Turn a requests exception into a short phrase for the dashboard."""
     if isinstance(exc, requests.exceptions.SSLError):
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
@@ -163,7 +230,7 @@ def describe_request_error(exc: requests.RequestException, timeout: float) -> st
     if isinstance(exc, requests.exceptions.ConnectionError):
         message = str(exc)
         if "NameResolutionError" in message or "Name or service not known" in message or "getaddrinfo" in message:
-            return "DNS lookup failed"
+            return f"DNS lookup failed for {host}"
         if "Connection refused" in message:
             return "connection refused"
         if "timed out" in message:

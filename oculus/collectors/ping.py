@@ -46,6 +46,8 @@ class PingCollector(Collector):
             return self.failed(PERMISSION_HINT)
         except icmplib.SocketAddressError as exc:
             return self.failed(f"invalid address {host}: {exc}")
+        except UnicodeError:  # the IDNA codec rejects empty or over-long labels before any lookup
+            return self.failed(f"invalid host name {host!r}")
         except (icmplib.ICMPLibError, OSError) as exc:
             return self.failed(f"ping failed: {exc}")
 

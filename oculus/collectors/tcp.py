@@ -26,7 +26,7 @@ class TcpCollector(Collector):
 
     def collect(self, deadline: float) -> list[Reading]:
         host, port = self.options["host"], self.options["port"]
-        timeout = max(0.001, deadline - time.monotonic())
+        timeout = self.spec.timeout
         tags = {"target": f"{host}:{port}"}
 
         # Resolve separately so a DNS failure is reported as such, not as a connect error.
@@ -34,6 +34,8 @@ class TcpCollector(Collector):
             addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             return self.failed(describe_os_error(exc, host, timeout), **tags)
+        except UnicodeError:  # the IDNA codec rejects empty or over-long labels before any lookup
+            return self.failed(f"invalid host name {host!r}", **tags)
 
         error = "no address to connect to"
         for family, socktype, proto, _, address in addresses:

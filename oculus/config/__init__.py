@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -34,7 +35,37 @@ __all__ = [
 
 EMBEDDED_DEFAULT = "<embedded default>"
 TOP_LEVEL_KEYS = tuple(s.name for s in SECTIONS) + ("collectors", "rules", "channels")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$")
+# ${NAME}, ${NAME:-default}, the escape $$, or any other ${...} (reported as malformed).
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$|\$\{[^}]*\}?")
+UNRESOLVED = object()
+
+
+def expand_references(value: str, env: Mapping[str, str], builtins: Mapping[str, str]):
+    """Expand references in `value`; return (text, names read from env, problem messages)."""
+    referenced: set = set()
+    problems: list = []
+
+    def replace(match: re.Match) -> str:
+        whole, name, default = match.group(0), match.group(1), match.group(2)
+        if whole == "$$":
+            return "$"
+        if name is None:
+            problems.append(f"invalid reference {whole}; write ${{NAME}} or ${{NAME:-default}} "
+                            "with a name of letters, digits and '_', or $$ for a literal $")
+            return ""
+        if name in builtins:
+            return builtins[name]
+        referenced.add(name)
+        if env.get(name):
+            return env[name]
+        if default is not None:
+            return default
+        if name in env:
+            return ""
+        problems.append(f"environment variable {name} is not set; export it or write ${{{name}:-default}}")
+        return ""
+
+    return _ENV_REF.sub(replace, value), referenced, problems
 
 
 @dataclass(frozen=True)
@@ -81,13 +112,15 @@ class CollectorSpec:
 
 
 def _mask(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
     if isinstance(value, Secret):
         return str(value)
     if isinstance(value, dict):
         return {k: _mask(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_mask(v) for v in value]
-    return value
+    return str(value)
 
 
 @dataclass
@@ -145,7 +178,11 @@ class _Loader:
     # -- ${ENV} references -------------------------------------------------
 
     def substitute(self, value, path: tuple):
-        """Replace ${NAME} and ${NAME:-default} in strings; the result is a Secret."""
+        """Replace ${NAME} and ${NAME:-default} in strings; a value from the environment becomes a Secret.
+
+        A value whose variable is missing becomes UNRESOLVED, so the field is
+        reported once (missing variable) rather than again as an invalid value.
+        """
         if isinstance(value, dict):
             return {k: self.substitute(v, path + (k,)) for k, v in value.items()}
         if isinstance(value, list):
@@ -153,26 +190,11 @@ class _Loader:
         if not isinstance(value, str) or "$" not in value:
             return value
 
-        missing = []
-        referenced = set()
-
-        def replace(match: re.Match) -> str:
-            if match.group(0) == "$$":
-                return "$"
-            name, default = match.group(1), match.group(2)
-            if name in self.builtins:
-                return self.builtins[name]
-            referenced.add(name)
-            if name in self.env:
-                return self.env[name]
-            if default is not None:
-                return default
-            missing.append(name)
-            return ""
-
-        result = _ENV_REF.sub(replace, value)
-        for name in missing:
-            self.problem(path, f"environment variable {name} is not set; export it or write ${{{name}:-default}}")
+        result, referenced, problems = expand_references(value, self.env, self.builtins)
+        for message in problems:
+            self.problem(path, message)
+        if problems:
+            return UNRESOLVED
         # Any value taken from the environment may be a secret; built-ins such as OCULUS_URL are not.
         return Secret(result) if referenced else result
 
@@ -208,6 +230,8 @@ class _Loader:
         return f.default
 
     def parse(self, f: schema.Field, value, path: tuple, origin: str | None = None):
+        if value is UNRESOLVED:
+            return None
         try:
             return f.parse(value)
         except Invalid as exc:
@@ -248,6 +272,9 @@ class _Loader:
             self.problem(path, "expected a mapping with at least 'type' and 'name'")
             return None
         kind = item.get("type")
+        if "type" not in item:
+            self.problem(path, f'missing required key "type": one of {", ".join(registry.known_types())}')
+            return None
         if not isinstance(kind, str) or kind not in registry.known_types():
             known = ", ".join(registry.known_types())
             self.problem(path + ("type",), f'unknown collector type {_quoted(kind)}; known types: {known}')
@@ -361,14 +388,46 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     except YamlSyntaxError as exc:
         raise ConfigError([Problem(source, exc.line, "", exc.message)]) from None
 
-    return _Loader(source, located, env, flags, _builtins(located.data, env, flags)).load()
+    builtins = _builtins(located.data, env, flags)
+    return _Loader(source, located, env, flags, builtins).load()
 
 
-def _builtins(data, env: Mapping[str, str], flags: Mapping[str, object]) -> dict[str, str]:
-    """Values for ${OCULUS_URL} and ${OCULUS_SELF_PORT}: this instance's own address, so a config can probe itself."""
+def _builtins(data, env: Mapping[str, str], flags: dict) -> dict[str, str]:
+    """Values of ${OCULUS_URL} and ${OCULUS_SELF_PORT}: this instance's own address, so a config can probe itself.
+
+    Port 0 means "any free port": one is picked here and pinned in `flags`, so
+    the web server and the self-probes agree on it.
+    """
     server = data.get("server") if isinstance(data, dict) else None
     server = server if isinstance(server, dict) else {}
-    defaults = schema.SERVER
-    bind = flags.get("bind") or env.get("OCULUS_BIND") or server.get("bind") or defaults.field_named("bind").default
-    port = flags.get("port") or env.get("OCULUS_PORT") or server.get("port") or defaults.field_named("port").default
-    return {"OCULUS_URL": self_url(str(bind), port), "OCULUS_SELF_PORT": str(port)}
+
+    def setting(name: str, variable: str):
+        if flags.get(name) not in (None, ""):
+            return str(flags[name])
+        if env.get(variable):
+            return env[variable]
+        if name in server and server[name] is not None:
+            expanded, _, problems = expand_references(str(server[name]), env, {})
+            if not problems:
+                return expanded
+        return str(schema.SERVER.field_named(name).default)
+
+    bind = setting("bind", "OCULUS_BIND")
+    port = setting("port", "OCULUS_PORT")
+    if port.strip() == "0":
+        port = str(_free_port(bind))
+        flags["port"] = port
+    if not port.strip().isdigit():
+        port = str(schema.SERVER.field_named("port").default)  # the port's own error is reported elsewhere
+    return {"OCULUS_URL": self_url(bind, port), "OCULUS_SELF_PORT": port}
+
+
+def _free_port(bind: str) -> int:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    host = "" if bind in ("0.0.0.0", "::", "*") else bind
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            return sock.getsockname()[1]
+    except OSError:
+        return 0

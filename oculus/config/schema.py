@@ -54,54 +54,65 @@ def _got(value) -> str:
     return repr(value)
 
 
+def _plain(value):
+    """Return (plain value, how an error shows it): a Secret's value is never shown."""
+    return reveal(value), _got(value)
+
+
 def text(value):
-    if isinstance(value, Secret):
-        return value
-    if not isinstance(value, str) or not value.strip():
-        raise Invalid(f"expected a non-empty string, got {_got(value)}")
-    return value
+    """A non-empty string. A value from ${ENV} arrives as a Secret and is revealed here,
+    because only fields declared with `secret` (or URLs and headers) keep it masked."""
+    plain, shown = _plain(value)
+    if not isinstance(plain, str) or not plain.strip():
+        raise Invalid(f"expected a non-empty string, got {shown}")
+    return plain
 
 
 def secret(value):
-    if isinstance(value, Secret):
-        return value
+    """A non-empty string kept as a Secret, so it prints as <secret>."""
     return Secret(text(value))
 
 
+def text_keeping_secret(value):
+    """A non-empty string that stays a Secret when it came from ${ENV} (URLs may carry tokens)."""
+    plain = text(value)
+    return value if isinstance(value, Secret) else plain
+
+
 def boolean(value):
-    value = reveal(value)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-        return value.lower() in ("true", "yes", "on", "1")
-    raise Invalid(f"expected true or false, got {_got(value)}")
+    plain, shown = _plain(value)
+    if isinstance(plain, bool):
+        return plain
+    if isinstance(plain, str) and plain.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        return plain.lower() in ("true", "yes", "on", "1")
+    raise Invalid(f"expected true or false, got {shown}")
 
 
 def integer(minimum: int | None = None, maximum: int | None = None):
     def parse(value):
-        value = reveal(value)
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise Invalid(f"expected a whole number, got {_got(value)}")
-        if minimum is not None and value < minimum:
-            raise Invalid(f"expected a number >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise Invalid(f"expected a number <= {maximum}, got {value}")
-        return value
+        plain, shown = _plain(value)
+        if isinstance(plain, str) and re.fullmatch(r"-?\d+", plain.strip()):
+            plain = int(plain)
+        if isinstance(plain, bool) or not isinstance(plain, int):
+            raise Invalid(f"expected a whole number, got {shown}")
+        if minimum is not None and plain < minimum:
+            raise Invalid(f"expected a number >= {minimum}, got {shown}")
+        if maximum is not None and plain > maximum:
+            raise Invalid(f"expected a number <= {maximum}, got {shown}")
+        return plain
 
     return parse
 
 
 def duration(minimum: float = 0.0):
     def parse(value):
-        value = reveal(value)
+        plain, shown = _plain(value)
         try:
-            seconds = parse_duration(value)
+            seconds = parse_duration(plain)
         except ValueError:
-            raise Invalid(f"expected a duration like 500ms, 30s, 5m, 1h or 1m30s, got {_got(value)}") from None
+            raise Invalid(f"expected a duration like 500ms, 30s, 5m, 1h or 1m30s, got {shown}") from None
         if seconds < minimum:
-            raise Invalid(f"expected a duration of at least {format_duration(minimum)}, got {_got(value)}")
+            raise Invalid(f"expected a duration of at least {format_duration(minimum)}, got {shown}")
         return seconds
 
     return parse
@@ -109,10 +120,10 @@ def duration(minimum: float = 0.0):
 
 def choice(*choices: str):
     def parse(value):
-        value = reveal(value)
-        if isinstance(value, str) and value.lower() in choices:
-            return value.lower()
-        raise Invalid(f"expected one of {', '.join(choices)}, got {_got(value)}")
+        plain, shown = _plain(value)
+        if isinstance(plain, str) and plain.lower() in choices:
+            return plain.lower()
+        raise Invalid(f"expected one of {', '.join(choices)}, got {shown}")
 
     return parse
 
@@ -140,11 +151,12 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_:\-]*")
 
 def symbol_name(value):
     """The <name> part of a symbol: lower case, no dots, because dots separate symbol parts."""
-    if isinstance(value, str) and _NAME.fullmatch(value):
-        return value
+    plain, shown = _plain(value)
+    if isinstance(plain, str) and _NAME.fullmatch(plain):
+        return plain
     raise Invalid(
         "expected a lower-case name of letters, digits, '_', '-' or ':' "
-        f"(no dots or spaces), got {_got(value)}"
+        f"(no dots or spaces), got {shown}"
     )
 
 

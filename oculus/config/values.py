@@ -30,9 +30,11 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Format seconds the way the config file writes them (``90`` -> ``1m30s``)."""
+    """Format seconds the way the config file writes them (``90`` -> ``1m30s``, ``1.5`` -> ``1.5s``)."""
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
+    if seconds < 60 and seconds != int(seconds):
+        return f"{round(seconds, 3):g}s"
     parts = []
     remaining = round(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):

@@ -37,9 +37,13 @@ class YamlSyntaxError(Exception):
 def load_located(text: str) -> Located:
     """Parse one YAML document with the safe loader and map key paths to lines."""
     loader = yaml.SafeLoader(text)
+    located = Located(None)
     try:
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        if node is not None:
+            # Before construction: PyYAML folds "<<" merge keys into the node while constructing.
+            _record_lines(node, (), located)
+            located.data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -48,10 +52,6 @@ def load_located(text: str) -> Located:
         raise YamlSyntaxError(None, str(exc).replace("\n", " ")) from None
     finally:
         loader.dispose()
-
-    located = Located(data)
-    if node is not None:
-        _record_lines(node, (), located)
     return located
 
 
@@ -60,19 +60,23 @@ def _describe_yaml_error(exc: yaml.MarkedYAMLError) -> str:
     return "invalid YAML: " + ", ".join(parts)
 
 
-def _record_lines(node, path: Path, located: Located) -> None:
+def _record_lines(node, path: Path, located: Located, depth: int = 0) -> None:
+    if depth > 100:  # aliases can nest deeply; lines below this depth fall back to an ancestor's
+        return
     located.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen = set()
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key == "<<":
+                continue
             child = path + (key,)
             if key in seen:
                 located.duplicates.append((child, key_node.start_mark.line + 1))
             seen.add(key)
             located.lines[child] = key_node.start_mark.line + 1
-            _record_lines(value_node, child, located)
+            _record_lines(value_node, child, located, depth + 1)
             located.lines[child] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, path + (index,), located)
+            _record_lines(item, path + (index,), located, depth + 1)

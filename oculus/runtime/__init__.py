@@ -28,6 +28,8 @@ class Runtime:
         self.config = config
         self.config_path = config_path
         self.flags = dict(flags or {})
+        # A reload must keep the port picked for "--port 0", or the self-probes would move.
+        self.flags["port"] = config.server.port
         self.database = Database(config.database.path)
         self.writer: Writer | None = None
         self.scheduler: CollectorScheduler | None = None

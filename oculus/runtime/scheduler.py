@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import schedule
 
 from oculus.collectors import registry
-from oculus.collectors.base import Sample
+from oculus.collectors.base import Reading, Sample
 from oculus.logs import RateLimitedLog
 from oculus.storage import utc_now
 
@@ -47,6 +47,7 @@ class CollectorScheduler:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oculus-collector")
         self.submit_samples = submit_samples
         self.collectors: dict = {}          # key -> Collector
+        self.symbol_owners: dict = {}       # symbol -> CollectorSpec, for the dashboard
         self.states: dict = {}              # key -> CollectorState
         self._schedule = schedule.Scheduler()
         self._lock = threading.Lock()
@@ -61,11 +62,15 @@ class CollectorScheduler:
     def set_collectors(self, specs: list) -> None:
         """Replace the collector set; unchanged collectors keep their statistics."""
         created = {spec.key: registry.create(spec) for spec in specs}
+        owners = {}
         for collector in created.values():
             collector.reader = self.reader
+            for symbol in _declared_symbols(collector):
+                owners[symbol] = collector.spec
         with self._lock:
             old = self.collectors
             self.collectors = created
+            self.symbol_owners = owners
             self.states = {key: self.states.get(key, CollectorState()) for key in created}
             self._schedule.clear("collector")
             now = datetime.now()
@@ -160,7 +165,7 @@ class CollectorScheduler:
             self._error_log.error(spec.key, "collector raised collector=%s error=%s: %s",
                                   spec.key, type(exc).__name__, exc)
             log.debug("collector traceback collector=%s", spec.key, exc_info=True)
-            readings = collector.failed(f"collector error: {type(exc).__name__}: {exc}")
+            readings = _failed_readings(collector, f"collector error: {type(exc).__name__}: {exc}")
         duration_ms = (time.monotonic() - started) * 1000
 
         samples = []
@@ -180,3 +185,22 @@ class CollectorScheduler:
         if errors:
             state.failures += 1
         return samples
+
+
+def _declared_symbols(collector) -> list[str]:
+    """Symbols the collector says it emits; a collector that cannot tell before a run lists none."""
+    try:
+        return list(collector.symbols())
+    except Exception:  # symbols() of a plugin may fail; the dashboard then falls back to defaults
+        log.warning("collector cannot list its symbols collector=%s", collector.spec.key, exc_info=True)
+        return []
+
+
+def _failed_readings(collector, error: str) -> list:
+    """Failed readings for every symbol; none when the collector cannot even list its symbols."""
+    try:
+        return collector.failed(error)
+    except Exception:  # a plugin's symbols() may raise too; the run is still counted as failed
+        log.warning("collector cannot list its symbols collector=%s", collector.spec.key, exc_info=True)
+        return [Reading(f"{collector.CATEGORY}.{collector.TYPE or 'plugin'}.{collector.spec.name}.error",
+                        None, False, error)]

@@ -99,7 +99,8 @@ def create_app(runtime) -> bottle.Bottle:
         return bottle.template(name, template_lookup=templates, iso=iso, version=__version__, **values)
 
     def dashboard_values() -> dict:
-        panels = build_panels(runtime.database.reader(), runtime.config.collectors)
+        owners = runtime.scheduler.symbol_owners if runtime.scheduler is not None else {}
+        panels = build_panels(runtime.database.reader(), runtime.config.collectors, owners)
         return {"panels": panels, "collector_count": len(runtime.config.collectors),
                 "config_source": runtime.config.source}
 

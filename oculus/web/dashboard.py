@@ -20,6 +20,8 @@ SPARK_BUCKET_SECONDS = 60
 SPARK_WIDTH, SPARK_HEIGHT = 120, 28
 UNITS = {"rtt_ms": "ms", "loss_pct": "%"}
 LABELS = {"loss_pct": "loss", "status": "status", "rtt_ms": "rtt"}
+DEFAULT_INTERVAL = 30.0
+FINAL_STATES = ("closed", "resolved")
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Row:
     error: str | None = None
     trend: str = ""
     spark: str = ""
+    badge: str = ""  # overrides UP/DOWN/STALE, e.g. CLOSED for a settled market
 
 
 @dataclass
@@ -50,20 +53,26 @@ def iso(ts: datetime | None) -> str:
 
 
 def format_value(value: float | None, unit: str = "") -> str:
+    """Format for reading at a glance: thousands separators, 2 decimals, 4 significant digits below 1."""
     if value is None:
         return "–"
-    if abs(value) >= 1000 or value == int(value):
-        text = f"{value:,.0f}"
-    elif abs(value) >= 10:
-        text = f"{value:.1f}"
-    else:
+    magnitude = abs(value)
+    if value == int(value) and magnitude < 1e15:
+        text = f"{int(value):,}"
+    elif magnitude >= 1000:
+        text = f"{value:,.2f}"
+    elif magnitude >= 1:
         text = f"{value:.2f}"
+    else:
+        text = f"{value:.4g}"
     return f"{text} {unit}".strip()
 
 
 def trend_arrow(current: float | None, previous: float | None) -> str:
-    if current is None or previous is None or current == previous:
-        return "→" if current is not None and previous is not None else ""
+    if current is None or previous is None:
+        return ""
+    if current == previous:
+        return "→"
     return "↑" if current > previous else "↓"
 
 
@@ -82,14 +91,14 @@ def spark_points(series: list, start: datetime) -> str:
     return " ".join(points)
 
 
-def build_panels(cursor, collectors: list) -> list[Panel]:
-    """Group the latest samples into panels; network symbols are grouped per probe target."""
+def build_panels(cursor, collectors: list, symbol_owners: dict | None = None) -> list[Panel]:
+    """Group the latest samples into panels: probes per target, market values per symbol."""
     now = utc_now()
-    latest = queries.latest(cursor)
-    specs = {f"net.{spec.type}.{spec.name}": spec for spec in collectors}
+    symbol_owners = symbol_owners or {}
+    probe_specs = {f"net.{spec.type}.{spec.name}": spec for spec in collectors}
 
     groups: dict[str, list[dict]] = {}
-    for item in latest:
+    for item in queries.latest(cursor):
         key = item["symbol"].rsplit(".", 1)[0] if item["category"] == "net" else item["symbol"]
         groups.setdefault(key, []).append(item)
 
@@ -99,7 +108,10 @@ def build_panels(cursor, collectors: list) -> list[Panel]:
 
     rows_by_category: dict[str, list[Row]] = {}
     for key, items in groups.items():
-        row = _row(key, items, specs.get(key), now)
+        if items[0]["category"] == "net":
+            row = _probe_row(key, items, probe_specs.get(key), now)
+        else:
+            row = _market_row(items[0], symbol_owners.get(key), now)
         row.spark = spark_points(series.get(_primary(items)["symbol"], []), start)
         rows_by_category.setdefault(items[0]["category"], []).append(row)
 
@@ -113,12 +125,17 @@ def _primary(items: list[dict]) -> dict:
     return next((i for i in items if i["symbol"].endswith(".rtt_ms")), items[0])
 
 
-def _row(key: str, items: list[dict], spec, now: datetime) -> Row:
+def _error_of(items: list[dict]) -> str | None:
+    for item in items:
+        if not item["success"] and item.get("tags") and item["tags"].get("error"):
+            return item["tags"]["error"]
+    return None
+
+
+def _probe_row(key: str, items: list[dict], spec, now: datetime) -> Row:
     primary = _primary(items)
     newest = max(i["ts"] for i in items)
-    interval = spec.interval if spec else 30.0
-    failed = [i for i in items if not i["success"]]
-    error = next((i["tags"].get("error") for i in failed if i.get("tags") and i["tags"].get("error")), None)
+    interval = spec.interval if spec else DEFAULT_INTERVAL
 
     details = []
     for item in items:
@@ -135,11 +152,42 @@ def _row(key: str, items: list[dict], spec, now: datetime) -> Row:
         name=parts[2] if len(parts) > 2 else key,
         kind=parts[1].upper() if len(parts) > 1 else "",
         target=registry.collector_class(spec.type).describe_target(spec.options) if spec else "",
-        up=not failed,
+        up=all(i["success"] for i in items),
         stale=(now - newest).total_seconds() > 2 * interval + 5,
         ts=newest,
         value=format_value(primary["value"], UNITS.get(metric, "")),
         details=details,
-        error=error,
+        error=_error_of(items),
         trend=trend_arrow(primary["value"], primary.get("prev_value")),
+    )
+
+
+def _market_row(item: dict, spec, now: datetime) -> Row:
+    """One market symbol: value with unit or currency, stale when the last good value is too old."""
+    tags = item.get("tags") or {}
+    parts = item["symbol"].split(".")
+    if spec is not None:
+        stale_after = spec.options.get("stale_after") or 2 * spec.interval + 5
+    else:
+        stale_after = 2 * DEFAULT_INTERVAL + 5
+    last_ok = item.get("last_ok_ts")
+    state = str(tags.get("market_state", ""))
+
+    details = [(k, str(tags[k])) for k in ("label", "classification", "session", "source") if tags.get(k)]
+    if state:
+        details.insert(0, ("state", state))
+    unit = tags.get("currency") or tags.get("unit") or ""
+    return Row(
+        key=item["symbol"],
+        name=".".join(parts[2:]) if len(parts) > 2 else item["symbol"],
+        kind=parts[1].replace("_", " ").upper() if len(parts) > 1 else "",
+        target=str(tags.get("question", "")),
+        up=bool(item["success"]),
+        stale=state not in FINAL_STATES and (last_ok is None or (now - last_ok).total_seconds() > stale_after),
+        ts=item["ts"],
+        value=format_value(item["value"], str(unit)),
+        details=details,
+        error=tags.get("error") if not item["success"] else None,
+        trend=trend_arrow(item["value"], item.get("prev_value")),
+        badge=state.upper() if state in FINAL_STATES else "",
     )

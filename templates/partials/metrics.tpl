@@ -10,17 +10,21 @@
   % end
   </section>
 % end
+% colours = {"net": ("text-sky-300", "bg-sky-400"), "crypto": ("text-amber-300", "bg-amber-400"), "stock": ("text-emerald-300", "bg-emerald-400"), "pred": ("text-violet-300", "bg-violet-400"), "custom": ("text-slate-300", "bg-slate-400")}
 % for panel in panels:
+% heading, dot = colours.get(panel.category, ("text-slate-300", "bg-slate-400"))
 <section class="mb-6" data-category="{{panel.category}}">
-  <h2 class="mb-2 flex items-center gap-2 text-sm font-semibold uppercase tracking-wide text-sky-300">
-    <span class="inline-block h-2 w-2 rounded-full bg-sky-400"></span>{{panel.title}}
+  <h2 class="mb-2 flex items-center gap-2 text-sm font-semibold uppercase tracking-wide {{heading}}">
+    <span class="inline-block h-2 w-2 rounded-full {{dot}}"></span>{{panel.title}}
     <span class="font-normal normal-case text-slate-500">{{len(panel.rows)}}</span>
   </h2>
   <div class="overflow-hidden rounded-lg border border-slate-800 bg-slate-900">
     % for row in panel.rows:
     <div class="grid grid-cols-[auto_1fr_auto] items-center gap-x-3 gap-y-1 border-b border-slate-800 px-4 py-3 last:border-b-0 sm:grid-cols-[auto_minmax(0,2fr)_minmax(0,1fr)_auto_auto]"
          data-symbol="{{row.key}}">
-      % if row.stale:
+      % if row.badge:
+      <span class="rounded px-2 py-0.5 text-xs font-semibold bg-slate-500/20 text-slate-300">{{row.badge}}</span>
+      % elif row.stale:
       <span class="rounded px-2 py-0.5 text-xs font-semibold bg-amber-500/15 text-amber-300" title="no sample for more than two intervals">STALE</span>
       % elif row.up:
       <span class="rounded px-2 py-0.5 text-xs font-semibold bg-emerald-500/15 text-emerald-300">UP</span>
