@@ -165,7 +165,7 @@ def http_get(url: str, method: str = "GET", timeout: float = 5.0) -> HttpRespons
 
 
 def wait_for(check, timeout: float, interval: float = 0.1, what: str = "condition"):
-    """Call `check` until it returns a true value and return that value; raise TimeoutError after `timeout` s."""
+    """Call `check` until it returns a true value, and return that value. Raise TimeoutError after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -189,9 +189,9 @@ def system_python() -> str:
 
 
 class OculusProcess:
-    """Oculus run as a subprocess on a loopback port; its stdout and stderr go to `log_path`.
+    """Oculus run as a subprocess on a loopback port, with its stdout and stderr in `log_path`.
 
-    start() waits for /readyz to answer 200; stop() sends SIGTERM and returns the exit code.
+    start() waits until /readyz returns 200. stop() sends SIGTERM and returns the exit code.
     """
 
     def __init__(self, command: list[str], cwd, port: int, env: dict | None = None):
@@ -217,7 +217,7 @@ class OculusProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Oculus exited with code {self.process.returncode} before /readyz "
-                                   f"returned 200; its output:\n{self.output()}")
+                                   f"returned 200. Its output:\n{self.output()}")
             try:
                 if http_get(self.url + "/readyz", timeout=1.0).status == 200:
                     return self
@@ -225,10 +225,10 @@ class OculusProcess:
                 pass  # not listening yet
             time.sleep(0.1)
         self.kill()
-        raise TimeoutError(f"Oculus did not become ready within {timeout:g} s; its output:\n{self.output()}")
+        raise TimeoutError(f"Oculus did not become ready within {timeout:g} s. Its output:\n{self.output()}")
 
     def stop(self, timeout: float = 15.0) -> int:
-        """Send SIGTERM and return the exit code; kill the process and raise TimeoutError if it does not exit."""
+        """Send SIGTERM and return the exit code. Kill the process and raise TimeoutError if it outlives `timeout`."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:

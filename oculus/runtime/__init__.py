@@ -136,12 +136,12 @@ class Runtime:
 
         for warning in new.warnings:
             log.warning("%s", warning)
-        for section in ("server", "database"):
+        for section in ("server", "database", "runtime"):
             if vars(getattr(new, section)) != vars(getattr(self.config, section)):
                 log.warning("config section %s changed; it takes effect after a restart", section)
         setup_logging(new.logging.level, new.logging.format)
         self.scheduler.set_collectors(new.collectors)
-        new.server, new.database = self.config.server, self.config.database
+        new.server, new.database, new.runtime = self.config.server, self.config.database, self.config.runtime
         self.config = new
         self.record_event("system", "info", "config reloaded", {"collectors": len(new.collectors)})
         log.info("config reloaded collectors=%d", len(new.collectors))
@@ -158,13 +158,13 @@ class Runtime:
 
         if self.scheduler is not None:
             self.scheduler.stop(timeout=min(3.0, budget / 3))
+        if self.web is not None:
+            self.web.stop()  # before the database closes, so no request meets a closed cursor
         if self.writer is not None:
             self.record_event("system", "info", "Oculus stopping")
             clean = self.writer.stop(max(0.5, deadline - time.monotonic()))
         if clean:
             self.database.close()
-        if self.web is not None:
-            self.web.stop()
         log.info("oculus stopped clean=%s", clean)
         return clean
 

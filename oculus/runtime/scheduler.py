@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +17,7 @@ import schedule
 from oculus.collectors import registry
 from oculus.collectors.base import Reading, Sample
 from oculus.logs import RateLimitedLog
+from oculus.runtime.pool import WorkerPool
 from oculus.storage import utc_now
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class CollectorState:
 class CollectorScheduler:
     def __init__(self, workers: int, submit_samples, reader=None):
         self.reader = reader  # returns the calling thread's read cursor, for collectors that read history
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oculus-collector")
+        self.pool = WorkerPool(workers)
         self.submit_samples = submit_samples
         self.collectors: dict = {}          # key -> Collector
         self.symbol_owners: dict = {}       # symbol -> CollectorSpec, for the dashboard
@@ -99,7 +99,8 @@ class CollectorScheduler:
         """Stop dispatching, then wait up to `timeout` for runs in progress."""
         self._stop.set()
         self._thread.join(timeout)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for _, (_, state) in self.pool.shutdown():
+            state.running = False  # queued behind busy workers and never started
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(s.running for s in self.states.values()):
             time.sleep(0.05)

@@ -25,8 +25,11 @@ from oculus.storage.database import Database, utc_now
 log = logging.getLogger(__name__)
 
 STOP = object()
+SEVERITIES = ("info", "warn", "error", "critical")
 # Failed inserts are retried with the next batch; past this many rows the oldest are dropped (and counted).
 MAX_HELD_BATCHES = 20
+# After this many failed flushes in a row, rows are inserted one by one and the failing ones dropped.
+SALVAGE_AFTER = 3
 
 
 @dataclass(slots=True)
@@ -67,6 +70,7 @@ class WriterStats:
     insert_failures: int = 0
     rows_dropped: int = 0
     queue_full: int = 0
+    items_rejected: int = 0
     last_flush_monotonic: float = field(default_factory=time.monotonic)
 
 
@@ -82,6 +86,7 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="oculus-writer", daemon=True)
         self._samples: list = []
         self._events: list[Event] = []
+        self._failed_flushes = 0
         self._full_log = RateLimitedLog(log, 60.0)
         self._error_log = RateLimitedLog(log, 60.0)
 
@@ -155,15 +160,20 @@ class Writer:
             except queue.Empty:
                 item = None
 
-            if item is STOP:
-                self._drain_remaining()
-                self._flush()
-                break
-            if item is not None:
-                self._accept(item)
-
-            if len(self._samples) >= self.batch_size or time.monotonic() >= next_flush:
-                self._flush()
+            try:
+                if item is STOP:
+                    self._drain_remaining()
+                    self._flush()
+                    break
+                if item is not None:
+                    self._accept(item)
+                if len(self._samples) >= self.batch_size or time.monotonic() >= next_flush:
+                    self._flush()
+                    next_flush = time.monotonic() + self.flush_interval
+            except Exception:  # the only writer must survive any bad item; the error is logged
+                self.stats.insert_failures += 1
+                self._error_log.error("writer-loop", "writer error, batch held for retry")
+                log.debug("writer traceback", exc_info=True)
                 next_flush = time.monotonic() + self.flush_interval
         log.info("writer stopped samples_written=%d batches=%d", self.stats.samples_written, self.stats.batches)
 
@@ -180,6 +190,12 @@ class Writer:
         if isinstance(item, list):
             self._samples.extend(item)
         elif isinstance(item, Event):
+            if item.severity not in SEVERITIES or not item.kind or not item.message:
+                # One bad event must not block every later batch in the same transaction.
+                self.stats.items_rejected += 1
+                log.error("event rejected: severity must be one of %s, got %r kind=%r",
+                          ", ".join(SEVERITIES), item.severity, item.kind)
+                return
             self._events.append(item)
         elif isinstance(item, Command):
             # Earlier samples go in first, so a command (backup, retention) sees them.
@@ -204,11 +220,17 @@ class Writer:
         samples, events = self._samples, self._events
         try:
             self._insert(samples, events)
-        except duckdb.Error as exc:
+        except (duckdb.Error, TypeError, ValueError) as exc:
             self.stats.insert_failures += 1
+            self._failed_flushes += 1
             self._error_log.error("insert", "insert failed, %d samples held for retry error=%s", len(samples), exc)
-            self._drop_excess()
-            return
+            if self._failed_flushes >= SALVAGE_AFTER:
+                # A batch that keeps failing may hold one bad row: store the good rows one by one.
+                samples, events = self._salvage(samples, events)
+            else:
+                self._drop_excess()
+                return
+        self._failed_flushes = 0
         self._samples, self._events = [], []
         self.stats.samples_written += len(samples)
         self.stats.events_written += len(events)
@@ -219,11 +241,35 @@ class Writer:
 
     def _drop_excess(self) -> None:
         limit = MAX_HELD_BATCHES * self.batch_size
-        if len(self._samples) > limit:
-            dropped = len(self._samples) - limit
-            del self._samples[:dropped]
-            self.stats.rows_dropped += dropped
-            log.error("dropped %d samples after repeated insert failures", dropped)
+        for rows, kind in ((self._samples, "samples"), (self._events, "events")):
+            if len(rows) > limit:
+                dropped = len(rows) - limit
+                del rows[:dropped]
+                self.stats.rows_dropped += dropped
+                log.error("dropped %d %s after repeated insert failures", dropped, kind)
+
+    def _salvage(self, samples: list, events: list[Event]) -> tuple[list, list]:
+        """Insert rows one at a time; drop (and count) the rows DuckDB rejects. Returns the stored rows."""
+        stored_samples, stored_events = [], []
+        for sample in samples:
+            if self._try_insert([sample], []):
+                stored_samples.append(sample)
+        for event in events:
+            if self._try_insert([], [event]):
+                stored_events.append(event)
+        dropped = len(samples) - len(stored_samples) + len(events) - len(stored_events)
+        self.stats.rows_dropped += dropped
+        log.error("dropped %d rows the database rejected repeatedly; stored %d", dropped,
+                  len(stored_samples) + len(stored_events))
+        return stored_samples, stored_events
+
+    def _try_insert(self, samples: list, events: list) -> bool:
+        try:
+            self._insert(samples, events)
+            return True
+        except (duckdb.Error, TypeError, ValueError) as exc:
+            log.error("row rejected by the database error=%s row=%r", exc, (samples or events)[0])
+            return False
 
     def _insert(self, samples: list, events: list[Event]) -> None:
         conn = self.database.connection
@@ -241,10 +287,12 @@ class Writer:
 
 
 def _clean(value):
-    """Store NaN and infinity as NULL so every reader gets valid JSON."""
-    if value is None or not math.isfinite(value):
+    """Store NaN, infinity and non-numbers as NULL so every reader gets valid JSON."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
         return None
-    return float(value)
+    return number if math.isfinite(number) else None
 
 
 def _columns(samples: list) -> list:
