@@ -87,7 +87,7 @@ def scheduler():
     scheduler = CollectorScheduler(workers=1, submit_samples=batches.append)
     scheduler.batches = batches
     yield scheduler
-    scheduler.pool.shutdown(wait=True)
+    scheduler.pool.shutdown()
 
 
 def run_once(scheduler, collector) -> list:

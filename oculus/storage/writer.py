@@ -349,9 +349,11 @@ def _upsert_latest(conn, samples: list) -> None:
         ON CONFLICT (symbol) DO UPDATE SET
             prev_value = CASE WHEN excluded.prev_ts IS NOT NULL THEN excluded.prev_value ELSE latest.value END,
             prev_ts    = coalesce(excluded.prev_ts, latest.ts),
-            last_ok_ts = coalesce(excluded.last_ok_ts, latest.last_ok_ts),
+            last_ok_ts = greatest(excluded.last_ok_ts, latest.last_ok_ts),
             category = excluded.category, ts = excluded.ts, value = excluded.value,
             success = excluded.success, duration_ms = excluded.duration_ms, tags = excluded.tags
+        -- A backfilled or late sample is history, not the newest value.
+        WHERE excluded.ts >= latest.ts
     """, columns)
 
 

@@ -64,21 +64,26 @@ def parse_time(name: str, text: str | None, now: datetime) -> datetime | None:
     """Parse an ISO 8601 time, or a duration meaning that long before now (``since=1h``)."""
     if not text:
         return None
+    invalid = ApiError(400, "invalid_parameter",
+                       f"{name}: expected an ISO 8601 time such as 2026-01-31T12:00:00Z "
+                       f'or a duration such as 1h, got "{text}"')
     try:
         return now - timedelta(seconds=parse_duration(text))
     except ValueError:
         pass
+    except OverflowError:
+        raise ApiError(400, "invalid_parameter", f'{name}: duration "{text}" is out of range') from None
     # A "+" in an unencoded query string arrives as a space; Python 3.10 does not accept "Z".
     normalized = re.sub(r" (\d\d:?\d\d)$", r"+\1", text.strip())
     normalized = re.sub(r"[zZ]$", "+00:00", normalized)
     try:
         value = datetime.fromisoformat(normalized)
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
     except ValueError:
-        raise ApiError(400, "invalid_parameter",
-                       f"{name}: expected an ISO 8601 time such as 2026-01-31T12:00:00Z "
-                       f'or a duration such as 1h, got "{text}"') from None
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        raise invalid from None
+    except OverflowError:
+        raise ApiError(400, "invalid_parameter", f'{name}: time "{text}" is out of range') from None
     return value
 
 
@@ -131,12 +136,13 @@ def create_app(runtime) -> bottle.Bottle:
     @app.get("/api/metrics")
     def api_metrics():
         query = bottle.request.query
+        # getunicode decodes UTF-8; get() would return the raw latin-1 WSGI text.
         now = utc_now()
-        since = parse_time("since", query.get("since"), now)
-        until = parse_time("until", query.get("until"), now)
-        limit = parse_limit(query.get("limit"))
-        rows = queries.samples(runtime.database.reader(), symbol=query.get("symbol") or None,
-                               category=query.get("category") or None, since=since, until=until, limit=limit)
+        since = parse_time("since", query.getunicode("since"), now)
+        until = parse_time("until", query.getunicode("until"), now)
+        limit = parse_limit(query.getunicode("limit"))
+        rows = queries.samples(runtime.database.reader(), symbol=query.getunicode("symbol") or None,
+                               category=query.getunicode("category") or None, since=since, until=until, limit=limit)
         return json_response({"samples": rows, "count": len(rows), "limit": limit})
 
     install_error_handlers(app)

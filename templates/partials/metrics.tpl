@@ -23,19 +23,19 @@
     <div class="grid grid-cols-[auto_1fr_auto] items-center gap-x-3 gap-y-1 border-b border-slate-800 px-4 py-3 last:border-b-0 sm:grid-cols-[auto_minmax(0,2fr)_minmax(0,1fr)_auto_auto]"
          data-symbol="{{row.key}}">
       % if row.badge:
-      <span class="rounded px-2 py-0.5 text-xs font-semibold bg-slate-500/20 text-slate-300">{{row.badge}}</span>
+      <span class="w-14 rounded px-2 py-0.5 text-center text-xs font-semibold bg-slate-500/20 text-slate-300">{{row.badge}}</span>
       % elif row.stale:
-      <span class="rounded px-2 py-0.5 text-xs font-semibold bg-amber-500/15 text-amber-300" title="no sample for more than two intervals">STALE</span>
+      <span class="w-14 rounded px-2 py-0.5 text-center text-xs font-semibold bg-amber-500/15 text-amber-300" title="no sample for more than two intervals">STALE</span>
       % elif row.up:
-      <span class="rounded px-2 py-0.5 text-xs font-semibold bg-emerald-500/15 text-emerald-300">UP</span>
+      <span class="w-14 rounded px-2 py-0.5 text-center text-xs font-semibold bg-emerald-500/15 text-emerald-300">UP</span>
       % else:
-      <span class="rounded px-2 py-0.5 text-xs font-semibold bg-rose-500/15 text-rose-300">DOWN</span>
+      <span class="w-14 rounded px-2 py-0.5 text-center text-xs font-semibold bg-rose-500/15 text-rose-300">DOWN</span>
       % end
       <div class="min-w-0">
         <div class="truncate font-medium text-slate-100">{{row.name}} <span class="ml-1 text-xs font-normal text-slate-500">{{row.kind}}</span></div>
         <div class="truncate text-xs text-slate-500">{{row.target}}</div>
         % if row.error:
-        <div class="truncate text-xs text-rose-300" title="{{row.error}}">{{row.error}}</div>
+        <div class="break-words text-xs text-rose-300">{{row.error}}</div>
         % end
       </div>
       <div class="text-right sm:text-left">
