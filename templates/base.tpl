@@ -24,7 +24,10 @@
     function oculusLocalTimes(root) {
       root.querySelectorAll("time[data-local]").forEach(function (el) {
         var when = new Date(el.getAttribute("datetime"));
-        if (!isNaN(when)) { el.textContent = when.toLocaleTimeString(); el.title = when.toString(); }
+        if (isNaN(when)) return;
+        var today = when.toDateString() === new Date().toDateString();
+        el.textContent = today ? when.toLocaleTimeString() : when.toLocaleString();
+        el.title = when.toString();
       });
     }
     document.addEventListener("DOMContentLoaded", function () { oculusLocalTimes(document); });

@@ -591,30 +591,62 @@ def test_example_section_value_is_default(section, field):
 
 @pytest.mark.parametrize("kind, name", COLLECTOR_FIELDS)
 def test_example_documents_collector_field(kind, name):
-    """The key appears under a collector of this type, set or commented out."""
+    """The key appears under a collector of this type, set or commented out.
+
+    A whole block may be commented out ("  # - type: plugin"), for a type whose
+    example cannot load as written, such as a plugin file that does not exist.
+    """
     text = EXAMPLE.read_text(encoding="utf-8")
-    blocks = re.split(r"^  - ", text, flags=re.MULTILINE)
+    blocks = re.split(r"^  (?:# )?- ", text, flags=re.MULTILINE)
     of_kind = [block for block in blocks if block.startswith(f"type: {kind}\n")]
+    assert of_kind, f"no collector block of type {kind}"
     assert any(re.search(rf"^\s*#?\s*{name}:", block, flags=re.MULTILINE) for block in of_kind)
 
 
-# the smallest valid options of each type, to ask a collector for its symbols
+# The smallest valid options of each type, to ask a collector for its symbols.
+# Symbols named after assets or fields (crypto.price.btc_usd, custom.<name>.stations)
+# must appear in the example as written, so these options use the example's assets.
 MINIMAL_OPTIONS = {
     "http": "url: http://127.0.0.1:1/",
     "tcp": "host: 127.0.0.1\n    port: 1",
     "ping": "host: 127.0.0.1",
+    "crypto": "assets: [btc]",
+    "fear_greed": "",
+    "mvrv": "assets: [btc]",
+    "altseason": "window: 30d",
+    "moving_average": "assets: [btc]",
+    "stock": "symbols: [AAPL]",
+    "polymarket": "slug: fed-rate-cut-by-june-30-2026",
+    "json_api": "url: http://127.0.0.1:1/\n    values: {stations: $.total_results}",
 }
+# Optional settings that add symbols of another family.
+MORE_SYMBOLS_OPTIONS = [
+    ("mvrv", "zscore: true"),
+    ("altseason", "assets: [eth]"),
+    ("stock", "indices: {spx: \"^GSPC\"}"),
+]
+PLUGIN_SKIP = pytest.mark.skip(reason="a plugin's symbols come from the user's class, not from Oculus")
+SYMBOL_CASES = [
+    pytest.param(kind, MINIMAL_OPTIONS.get(kind, ""), id=kind, marks=PLUGIN_SKIP if kind == "plugin" else ())
+    for kind in registry.known_types()
+] + [pytest.param(kind, options, id=f"{kind}-{options.split(':')[0]}") for kind, options in MORE_SYMBOLS_OPTIONS]
 
 
-@pytest.mark.parametrize("kind", registry.known_types())
-def test_example_documents_symbols(tmp_path, kind):
-    path = write_config(tmp_path, f"collectors:\n  - type: {kind}\n    name: zz\n    {MINIMAL_OPTIONS[kind]}\n")
+def test_minimal_options_cover_types():
+    assert sorted(MINIMAL_OPTIONS) == sorted(kind for kind in registry.known_types() if kind != "plugin")
+
+
+@pytest.mark.parametrize("kind, options", SYMBOL_CASES)
+def test_example_documents_symbols(tmp_path, kind, options):
+    lines = ["collectors:", f"  - type: {kind}", "    name: zz"] + ([f"    {options}"] if options else [])
+    path = write_config(tmp_path, "\n".join(lines) + "\n")
     collector = registry.create(only_collector(path))
     try:
         symbols = [symbol.replace(".zz.", ".<name>.") for symbol in collector.symbols()]
     finally:
         collector.close()
     text = EXAMPLE.read_text(encoding="utf-8")
+    assert symbols != []
     assert [symbol for symbol in symbols if symbol not in text] == []
 
 

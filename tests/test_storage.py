@@ -171,7 +171,8 @@ def test_writer_flushes_after_interval(database, start_writer):
     writer.put([make_sample(value=float(i)) for i in range(3)])
 
     wait_for(lambda: count_rows(database, "samples") == 3, timeout=5.0, what="a partial batch inserted")
-    assert writer.stats.last_batch_size == 3
+    # The writer updates its statistics just after the commit that made the rows visible.
+    assert wait_for(lambda: writer.stats.last_batch_size == 3, timeout=5.0, what="batch statistics updated")
 
 
 def test_latest_tracks_previous_across_batches(database, start_writer):
@@ -399,3 +400,15 @@ def test_writer_salvages_batch_with_bad_row(database, start_writer):
     assert wait_for(lambda: count_rows(database, "samples") == 2, timeout=10)
     assert writer.stats.rows_dropped == 1
     assert writer.is_alive()
+
+
+def test_retention_keeps_daily_closes(database, start_writer):
+    writer = start_writer()
+    old = utc_now() - timedelta(days=60)
+    writer.put([make_sample("crypto.close_1d.btc_usd", 70000.0, ts=old, category="crypto"),
+                make_sample("crypto.price.btc_usd", 70000.0, ts=old, category="crypto")])
+
+    writer.run_command(retention_command(7 * 86400.0, 90 * 86400.0), "retention", timeout=5.0)
+    symbols = database.reader().execute("SELECT symbol FROM samples").fetchall()
+
+    assert symbols == [("crypto.close_1d.btc_usd",)]

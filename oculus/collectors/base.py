@@ -45,6 +45,7 @@ class Collector:
     CATEGORY = "net"
     FIELDS: tuple = ()
     DEFAULT_NAME: str | None = None  # when set, the `name` setting is optional
+    DEFAULT_INTERVAL: float | None = None  # replaces the common 30s default, e.g. for daily data
 
     def __init__(self, spec):
         self.reader = None  # set by the runtime: returns a read-only cursor (never write with it)

@@ -12,7 +12,7 @@ import requests
 
 from oculus import __version__
 from oculus.collectors.base import Collector, Reading
-from oculus.config.schema import REQUIRED, Field, Invalid, boolean, choice, string_map, text, text_keeping_secret
+from oculus.config.schema import REQUIRED, Field, Invalid, boolean, choice, string_map, text_keeping_secret
 from oculus.config.values import Secret, format_duration, reveal
 
 USER_AGENT = f"Oculus/{__version__} (+https://github.com/oculus-monitor/oculus)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from datetime import datetime, timezone
@@ -107,7 +108,10 @@ def number(value) -> float | None:
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {value!r}")
     if isinstance(value, (int, float, Decimal)):
-        return float(value)
+        result = float(value)
+        if not math.isfinite(result):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return result
     try:
         parsed = Decimal(str(value).strip())
     except InvalidOperation:
@@ -192,6 +196,9 @@ class Provider:
         if waiting > 0:
             raise ProviderError(RATE_LIMITED, f"{self.name}: backing off for {format_duration(waiting)} "
                                 f"after {self.backoff.reason}")
+        if deadline - time.monotonic() <= 0:
+            # The run's time is used up; that says nothing about the provider, so no backoff.
+            raise ProviderError(TRANSIENT, f"{self.name}: no time left in this run for the request")
 
         timeout = max(0.001, deadline - time.monotonic())
         url = self.base_url + path
@@ -203,12 +210,13 @@ class Provider:
             raise self._transient(_describe_connection_error(exc)) from None
 
         response = Response(raw.status_code, raw.headers, raw.text)
-        if raw.status_code == 429:
+        # Binance answers 418 (an IP ban with Retry-After) to clients that ignored its 429s.
+        if raw.status_code in (429, 418):
             retry_after = parse_retry_after(raw.headers.get("Retry-After"), self.backoff.wall_clock())
             if retry_after is None and rate_limit_header and raw.headers.get(rate_limit_header, "").isdigit():
                 retry_after = float(raw.headers[rate_limit_header])
-            delay = self.backoff.failure("HTTP 429 (rate limited)", retry_after)
-            raise ProviderError(RATE_LIMITED, f"{self.name}: rate limited (HTTP 429); "
+            delay = self.backoff.failure(f"HTTP {raw.status_code} (rate limited)", retry_after)
+            raise ProviderError(RATE_LIMITED, f"{self.name}: rate limited (HTTP {raw.status_code}); "
                                 f"next call in {format_duration(delay)}")
         if raw.status_code >= 500:
             raise self._transient(f"HTTP {raw.status_code}")
@@ -262,6 +270,10 @@ def _find_error_message(body) -> str | None:
                 nested = _find_error_message(value)
                 if nested:
                     return nested
+        for value in body.values():  # an envelope such as Yahoo's {"chart": {"error": {...}}}
+            nested = _find_error_message(value) if isinstance(value, dict) else None
+            if nested:
+                return nested
     if isinstance(body, list) and body:
         return _find_error_message(body[0])
     return None

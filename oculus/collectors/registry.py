@@ -8,6 +8,15 @@ _TYPES = {
     "http": "oculus.collectors.http:HttpCollector",
     "ping": "oculus.collectors.ping:PingCollector",
     "tcp": "oculus.collectors.tcp:TcpCollector",
+    "crypto": "oculus.collectors.crypto:CryptoCollector",
+    "fear_greed": "oculus.collectors.fear_greed:FearGreedCollector",
+    "mvrv": "oculus.collectors.mvrv:MvrvCollector",
+    "altseason": "oculus.collectors.altseason:AltseasonCollector",
+    "polymarket": "oculus.collectors.polymarket:PolymarketCollector",
+    "moving_average": "oculus.collectors.moving_average:MovingAverageCollector",
+    "stock": "oculus.collectors.stock:StockCollector",
+    "json_api": "oculus.collectors.json_api:JsonApiCollector",
+    "plugin": "oculus.collectors.plugin:PluginCollector",
 }
 
 

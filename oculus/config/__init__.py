@@ -294,6 +294,8 @@ class _Loader:
                 values[f.name] = self.parse(f, item[f.name], path + (f.name,))
             elif f.name == "name" and cls.DEFAULT_NAME:
                 values["name"] = cls.DEFAULT_NAME
+            elif f.name == "interval" and cls.DEFAULT_INTERVAL:
+                values["interval"] = cls.DEFAULT_INTERVAL
             elif f.required:
                 self.problem(path, f'missing required key "{f.name}": {f.help}')
             else:

@@ -171,6 +171,9 @@ class CollectorScheduler:
 
         samples = []
         for reading in readings:
+            _reject_non_number(reading)
+            # Symbols found only at run time (a Polymarket event's options) get their owner here.
+            self.symbol_owners.setdefault(reading.symbol, spec)
             tags = {**spec.tags, **reading.tags}
             if reading.error:
                 tags["error"] = reading.error
@@ -205,3 +208,13 @@ def _failed_readings(collector, error: str) -> list:
         log.warning("collector cannot list its symbols collector=%s", collector.spec.key, exc_info=True)
         return [Reading(f"{collector.CATEGORY}.{collector.TYPE or 'plugin'}.{collector.spec.name}.error",
                         None, False, error)]
+
+
+def _reject_non_number(reading: Reading) -> None:
+    """Turn a value that is not a number into a failed reading, so it is never stored as a silent NULL."""
+    value = reading.value
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return
+    reading.error = f"collector returned a non-number value {value!r:.40}"
+    reading.value = None
+    reading.success = False

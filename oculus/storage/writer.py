@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 STOP = object()
 SEVERITIES = ("info", "warn", "error", "critical")
+# Symbols of this kind (crypto.close_1d.<pair>) are exempt from raw-sample retention.
+LONG_LIVED_KIND = "close_1d"
 # Failed inserts are retried with the next batch; past this many rows the oldest are dropped (and counted).
 MAX_HELD_BATCHES = 20
 # After this many failed flushes in a row, rows are inserted one by one and the failing ones dropped.
@@ -371,7 +373,10 @@ def _insert_events(conn, events: list[Event]) -> None:
 
 def apply_retention(conn, samples_cutoff: datetime, events_cutoff: datetime) -> tuple[int, int]:
     """Delete samples and events older than the cutoffs; return how many rows went."""
-    samples = conn.execute("DELETE FROM samples WHERE ts < ?", [samples_cutoff]).fetchone()[0]
+    # Daily closes (one row per asset and day) outlive raw retention: moving averages need months of them.
+    samples = conn.execute(
+        f"DELETE FROM samples WHERE ts < ? AND symbol NOT LIKE '%.{LONG_LIVED_KIND}.%'", [samples_cutoff]
+    ).fetchone()[0]
     events = conn.execute("DELETE FROM events WHERE ts < ?", [events_cutoff]).fetchone()[0]
     if samples or events:
         # A checkpoint lets DuckDB reuse the freed blocks, so the file stops growing.

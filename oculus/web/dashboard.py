@@ -176,14 +176,18 @@ def _market_row(item: dict, spec, now: datetime) -> Row:
     details = [(k, str(tags[k])) for k in ("label", "classification", "session", "source") if tags.get(k)]
     if state:
         details.insert(0, ("state", state))
-    unit = tags.get("currency") or tags.get("unit") or ""
+    unit = tags.get("unit") or tags.get("currency") or ""
+    if unit == "probability":
+        unit = ""  # a 0-1 probability reads best bare
     return Row(
         key=item["symbol"],
         name=".".join(parts[2:]) if len(parts) > 2 else item["symbol"],
         kind=parts[1].replace("_", " ").upper() if len(parts) > 1 else "",
         target=str(tags.get("question", "")),
         up=bool(item["success"]),
-        stale=state not in FINAL_STATES and (last_ok is None or (now - last_ok).total_seconds() > stale_after),
+        # A failed sample shows DOWN with its reason; STALE is for a good value that has grown old.
+        stale=bool(item["success"]) and state not in FINAL_STATES
+        and (last_ok is None or (now - last_ok).total_seconds() > stale_after),
         ts=item["ts"],
         value=format_value(item["value"], str(unit)),
         details=details,
