@@ -33,7 +33,7 @@ def db_path(tmp_path):
 
 @pytest.fixture
 def fixture_api():
-    """A loopback server replaying ../shared/fixtures/apis; call .use(...) to pick scenarios."""
+    """A loopback server replaying tests/fixtures/apis; call .use(...) to pick scenarios."""
     from tests.fixture_api import FixtureServer
 
     server = FixtureServer().start()

@@ -1,4 +1,4 @@
-"""A loopback HTTP server that replays the recorded market API fixtures.
+"""A loopback HTTP server that replays the recorded market API fixtures in tests/fixtures/apis.
 
 Each provider is served under its own prefix, so a collector's base_url is
 ``server.base_url("coingecko")``. A test picks the scenarios it wants with
@@ -15,7 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "apis"
+# Recorded response shapes of the public market APIs (synthetic values); README.md there says what a
+# collector must record for each case, NOTES.md explains each API's traps.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "apis"
 
 
 def load_index() -> list[dict]:
