@@ -51,6 +51,27 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             payload  JSON
         );
     """),
+    (2, "alert state per rule instance", """
+        -- One row per rule instance: a simple rule has one instance (instance = ''); an SQL rule has one
+        -- per distinct set of non-numeric result columns (instance = those columns as JSON).
+        -- Written only by the writer, so a restart resumes every pending or firing alert.
+        CREATE TABLE alert_state (
+            rule          VARCHAR   NOT NULL,
+            instance      VARCHAR   NOT NULL,
+            state         VARCHAR   NOT NULL CHECK (state IN ('inactive', 'pending', 'firing', 'resolved')),
+            severity      VARCHAR   NOT NULL CHECK (severity IN ('info', 'warn', 'error', 'critical')),
+            labels        JSON,                 -- columns or symbols that identify the instance
+            value         DOUBLE,               -- last evaluated value, NULL when there was no data
+            no_data       BOOLEAN   NOT NULL DEFAULT false,
+            active_since  TIMESTAMP,            -- when the condition started to hold (start of pending)
+            fired_at      TIMESTAMP,
+            resolved_at   TIMESTAMP,
+            last_eval     TIMESTAMP NOT NULL,
+            last_notified TIMESTAMP,
+            message       VARCHAR,
+            PRIMARY KEY (rule, instance)
+        );
+    """),
 ]
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import duckdb
 
 # Relations a query may read; anything else, including a quoted file name, is rejected.
-ALLOWED_TABLES = frozenset({"metrics", "events", "latest", "samples"})
+ALLOWED_TABLES = frozenset({"metrics", "events", "latest", "samples", "alert_state"})
 # Table functions that only generate rows.
 ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 # Scalar functions that read the host environment or the database's configuration.
