@@ -2,11 +2,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+STAMP  := $(VENV)/.installed-$(PYVER)-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test dist css lint clean
+.PHONY: run test dist css lint clean distclean
 
 $(STAMP): pyproject.toml
+	@if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ]; then \
+		echo "$(VENV) was made by another Python version; recreating it for Python $(PYVER)"; rm -rf $(VENV); fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -36,3 +39,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf build dist .pytest_cache
+
+## distclean: also remove the virtual environment and node_modules
+distclean: clean
+	rm -rf $(VENV) node_modules

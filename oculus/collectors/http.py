@@ -139,7 +139,8 @@ class HttpCollector(Collector):
         except TimeoutError:
             return self.failed(f"timed out after {format_duration(configured)} while reading the body")
         except (ValueError, UnicodeError) as exc:  # urllib3 rejects some URLs only when sending
-            return self.failed(f"invalid URL {url!r}: {exc}")
+            # The URL may carry credentials or a token, so only its configured (masked) form is shown.
+            return self.failed(f"invalid URL {options['url']}: {type(exc).__name__}")
         elapsed_ms = (time.perf_counter() - started) * 1000
 
         error = self._check(response.status_code, body)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from oculus.config.values import Secret, format_duration, parse_duration, reveal
+from oculus.config.values import MAX_DURATION, Secret, format_duration, parse_duration, reveal
 
 REQUIRED = object()
 
@@ -104,15 +104,17 @@ def integer(minimum: int | None = None, maximum: int | None = None):
     return parse
 
 
-def duration(minimum: float = 0.0):
+def duration(minimum: float = 0.0, maximum: float = MAX_DURATION):
     def parse(value):
         plain, shown = _plain(value)
         try:
-            seconds = parse_duration(plain)
+            seconds = parse_duration(plain, limit=None)
         except ValueError:
             raise Invalid(f"expected a duration like 500ms, 30s, 5m, 1h or 1m30s, got {shown}") from None
         if seconds < minimum:
             raise Invalid(f"expected a duration of at least {format_duration(minimum)}, got {shown}")
+        if seconds > maximum:
+            raise Invalid(f"expected a duration of at most {format_duration(maximum)}, got {shown}")
         return seconds
 
     return parse
@@ -140,6 +142,18 @@ def string_map(value):
             raise Invalid(f"expected a plain value for {key!r}, got {_got(item)}")
         result[str(key)] = item if isinstance(item, Secret) else str(item)
     return result
+
+
+# Tag names Oculus sets itself; a user tag of the same name would fake or hide them.
+RESERVED_TAGS = ("error", "error_kind")
+
+
+def user_tags(value):
+    tags = string_map(value)
+    reserved = [name for name in tags if name in RESERVED_TAGS]
+    if reserved:
+        raise Invalid(f'tag name "{reserved[0]}" is reserved for what Oculus records; choose another name')
+    return tags
 
 
 def anything(value):
@@ -209,9 +223,9 @@ RUNTIME = Section(
         Field("workers", integer(1, 1024), 32, "Maximum collector runs in progress at once."),
         Field("queue_size", integer(100, 1_000_000), 10_000, "Capacity of the write queue, in collector results."),
         Field("batch_size", integer(1, 1_000_000), 5_000, "Samples per DuckDB insert, at most."),
-        Field("flush_interval", duration(0.01), 1.0,
+        Field("flush_interval", duration(0.01, 60), 1.0,
               "Longest time a sample waits in the writer before it is inserted."),
-        Field("shutdown_timeout", duration(1), 8.0, "Time allowed to drain the queue and close the database on stop."),
+        Field("shutdown_timeout", duration(1, 3600), 8.0, "Time allowed to drain the queue and close the database on stop."),
     ),
     "Scheduling and write path.",
 )
@@ -222,7 +236,7 @@ SECTIONS = (SERVER, DATABASE, LOGGING, RUNTIME)
 COLLECTOR_COMMON = (
     Field("type", text, REQUIRED, "Collector type, for example http, tcp or ping."),
     Field("name", symbol_name, REQUIRED, "Name used in the symbols this collector emits."),
-    Field("interval", duration(0.1), 30.0, "Time between two runs."),
-    Field("timeout", duration(0.01), 5.0, "Time a run may take before it is recorded as failed."),
-    Field("tags", string_map, {}, "Labels stored with every sample of this collector."),
+    Field("interval", duration(0.1, 30 * 86400), 30.0, "Time between two runs."),
+    Field("timeout", duration(0.01, 3600), 5.0, "Time a run may take before it is recorded as failed."),
+    Field("tags", user_tags, {}, "Labels stored with every sample of this collector."),
 )

@@ -6,13 +6,16 @@ import re
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Longer durations overflow datetime arithmetic and thread timeouts; no setting needs them.
+MAX_DURATION = 10 * 365 * 86400.0
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, limit: float | None = MAX_DURATION) -> float:
     """Parse a duration such as ``500ms``, ``30s``, ``1m30s`` or ``7d`` into seconds.
 
     Raises ValueError for anything else, including a bare number, because a
-    unit-less "30" is ambiguous between seconds and minutes.
+    unit-less "30" is ambiguous between seconds and minutes, and for anything
+    longer than `limit` (ten years unless the caller checks its own maximum).
     """
     if not isinstance(text, str):
         raise ValueError(text)
@@ -24,7 +27,7 @@ def parse_duration(text: str) -> float:
             raise ValueError(text)
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
-    if position == 0 or position != len(cleaned):
+    if position == 0 or position != len(cleaned) or (limit is not None and total > limit):
         raise ValueError(text)
     return total
 

@@ -14,6 +14,10 @@ from oculus.storage.migrations import migrate
 
 log = logging.getLogger(__name__)
 
+# Never fetch or load extensions at run time: Oculus must not download code, and the ones it uses
+# (json, parquet, icu) are built into the duckdb wheel.
+CONNECT_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
@@ -48,10 +52,16 @@ class Database:
 
     def open(self) -> None:
         directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
         try:
-            self.connection = duckdb.connect(self.path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseOpenError(
+                f"cannot create the directory {directory} for database {self.path}: {exc.strerror or exc}; "
+                "create it or pass another file with --db-path"
+            ) from None
+        try:
+            self.connection = duckdb.connect(self.path, config=CONNECT_CONFIG)
         except duckdb.IOException as exc:
             match = _LOCK_HOLDER.search(str(exc))
             if match:
@@ -60,6 +70,9 @@ class Database:
                     f"(PID {match.group('pid')}, {match.group('program')}); stop that process "
                     "or give this one another file with --db-path"
                 ) from None
+            if "sqlite" in str(exc).lower():
+                raise DatabaseOpenError(f"{self.path} is a SQLite file, not a DuckDB database; "
+                                        "pass a DuckDB file (or a new path) with --db-path") from None
             raise DatabaseOpenError(f"cannot open database {self.path}: {exc}") from None
         except duckdb.Error as exc:
             raise DatabaseOpenError(

@@ -21,10 +21,12 @@ class WebServer:
         try:
             self.server = create_server(self.app, host=server_config.bind, port=server_config.port,
                                         threads=server_config.threads, ident="Oculus")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: waitress rejects some addresses itself
+            reason = (getattr(exc, "strerror", None) or str(exc)).rstrip(".")
             raise StartupError(
-                f"cannot listen on {server_config.bind}:{server_config.port}: {exc.strerror or exc}; "
-                "stop the other process or choose another port with --port"
+                f"cannot listen on {server_config.bind}:{server_config.port}: {reason}; "
+                "check --bind (an IP address or local host name), stop the other process "
+                "or choose another port with --port"
             ) from None
         self.port = self.server.effective_port
         self.url = self_url(server_config.bind, self.port)
