@@ -130,7 +130,7 @@ def test_stop_signal_keeps_shown_samples(launch, tmp_path, target, signum):
 
 def test_sigterm_flushes_buffered_samples(launch, tmp_path, target):
     db_path = tmp_path / "oculus.duckdb"
-    oculus = launch(write_config(tmp_path / "oculus.yaml", target, flush_interval="1h"), db_path)
+    oculus = launch(write_config(tmp_path / "oculus.yaml", target, flush_interval="1m"), db_path)
     time.sleep(1.0)  # about five runs of the 200 ms collector
 
     assert api_samples(oculus, ALPHA) == set(), "with a 1 h flush interval nothing should be inserted yet"
