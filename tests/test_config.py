@@ -74,7 +74,8 @@ INVALID_FILES = [
     ("invalid-unknown-collector-key.yaml",
      'invalid-unknown-collector-key.yaml:6: collectors[0].intervall: unknown key; did you mean "interval"?'),
     ("invalid-unknown-key-no-hint.yaml",
-     "invalid-unknown-key-no-hint.yaml:2: server.listen_everywhere: unknown key; known keys: bind, port, threads"),
+     "invalid-unknown-key-no-hint.yaml:2: server.listen_everywhere: unknown key; "
+     "known keys: bind, port, threads, api_token"),
     ("invalid-section-not-a-mapping.yaml",
      "invalid-section-not-a-mapping.yaml:1: server: expected a mapping of settings, got int"),
     ("invalid-collectors-not-a-list.yaml",
@@ -316,9 +317,35 @@ def test_setting_empty_env_ignored(tmp_path, section, key, variable, default, in
     assert _setting(path, section, key, env={variable: ""}) == in_file[1]
 
 
+# Settings read from a variable but with no command-line option, because a flag would show in `ps`.
+ENV_ONLY = [("server", "api_token", "OCULUS_API_TOKEN")]
+
+
 def test_precedence_table_covers_schema():
     declared = sorted((s.name, f.name, f.env) for s in SECTIONS for f in s.fields if f.flag or f.env)
-    assert declared == sorted(row[:3] for row in PRECEDENCE)
+    assert declared == sorted([row[:3] for row in PRECEDENCE] + ENV_ONLY)
+
+
+def test_api_token_default_none(tmp_path):
+    assert _setting(write_config(tmp_path, ""), "server", "api_token") is None
+
+
+@pytest.mark.parametrize("text", ["server:\n  api_token: null\n", "server:\n  api_token: ''\n"])
+def test_api_token_empty_is_none(tmp_path, text):
+    assert _setting(write_config(tmp_path, text), "server", "api_token") is None
+
+
+def test_api_token_file_value_secret(tmp_path):
+    token = _setting(write_config(tmp_path, "server:\n  api_token: from-file\n"), "server", "api_token")
+    assert isinstance(token, Secret)
+    assert token.reveal() == "from-file"
+    assert str(token) == "<secret>"
+
+
+def test_api_token_env_over_file(tmp_path):
+    path = write_config(tmp_path, "server:\n  api_token: from-file\n")
+    token = _setting(path, "server", "api_token", env={"OCULUS_API_TOKEN": "from-env"})
+    assert token.reveal() == "from-env"
 
 
 FLAGGED_FIELDS = [pytest.param(f, id=f.flag) for s in SECTIONS for f in s.fields if f.flag]

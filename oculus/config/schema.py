@@ -73,6 +73,14 @@ def secret(value):
     return Secret(text(value))
 
 
+def optional_secret(value):
+    """A Secret, or None when the value is null or empty (the setting is off)."""
+    plain = reveal(value)
+    if plain is None or (isinstance(plain, str) and not plain.strip()):
+        return None
+    return secret(value)
+
+
 def text_keeping_secret(value):
     """A non-empty string that stays a Secret when it came from ${ENV} (URLs may carry tokens)."""
     plain = text(value)
@@ -190,6 +198,9 @@ SERVER = Section(
         Field("port", integer(0, 65535), 8470, "TCP port of the web server (0 picks a free port).",
               env="OCULUS_PORT", flag="--port"),
         Field("threads", integer(1, 64), 8, "Waitress worker threads answering web requests."),
+        Field("api_token", optional_secret, None,
+              "Bearer token that POST /api/query requires; the SQL endpoint is disabled without one.",
+              env="OCULUS_API_TOKEN"),
     ),
     "Web server: dashboard, API and health endpoints.",
 )
