@@ -164,6 +164,18 @@ def http_get(url: str, method: str = "GET", timeout: float = 5.0) -> HttpRespons
             return HttpResponse(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
 
 
+def http_request(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None,
+                 timeout: float = 10.0) -> HttpResponse:
+    """Send one request with an optional body and headers; return the response whatever its status."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with _LOOPBACK_OPENER.open(request, timeout=timeout) as response:
+            return HttpResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return HttpResponse(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
 def wait_for(check, timeout: float, interval: float = 0.1, what: str = "condition"):
     """Call `check` until it returns a true value, and return that value. Raise TimeoutError after `timeout` s."""
     deadline = time.monotonic() + timeout

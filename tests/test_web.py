@@ -43,17 +43,20 @@ BASE = utc_now().replace(second=0, microsecond=0)
 # -- helpers -----------------------------------------------------------------
 
 
-def start_runtime(directory: Path, collectors: list[dict] | None = None) -> Runtime:
+def start_runtime(directory: Path, collectors: list[dict] | None = None, server: dict | None = None,
+                  env: dict | None = None, rules: list[dict] | None = None) -> Runtime:
     """Start a Runtime on a new DuckDB file in `directory`, serving on a free loopback port."""
     config = {
-        "server": {"bind": "127.0.0.1", "port": 0, "threads": 4},
+        "server": {"bind": "127.0.0.1", "port": 0, "threads": 4, **(server or {})},
         "database": {"path": str(directory / "oculus.duckdb")},
         "runtime": {"flush_interval": "50ms", "shutdown_timeout": "1s"},
         "collectors": collectors or [],
     }
+    if rules:
+        config["rules"] = rules
     config_path = directory / "oculus.yaml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    runtime = Runtime(load_config(str(config_path), env={}), str(config_path))
+    runtime = Runtime(load_config(str(config_path), env=env or {}), str(config_path))
     runtime.start()
     return runtime
 
@@ -366,6 +369,38 @@ BAD_API_REQUESTS = {
         ("GET", "/api/metrics?limit=none", 400, "invalid_parameter"),
         ("DELETE", "/api/metrics", 405, "method_not_allowed"),
         ("POST", "/api/metrics", 405, "method_not_allowed"),
+        ("GET", "/api/metrics?offset=-1", 400, "invalid_parameter"),
+    ],
+    "/api/metrics/<symbol>": [
+        ("GET", "/api/metrics/net.http.api.rtt_ms?since=not-a-time", 400, "invalid_parameter"),
+        ("GET", "/api/metrics/net.http.api.rtt_ms?step=0s", 400, "invalid_parameter"),
+        ("GET", "/api/metrics/net.http.api.rtt_ms?since=7d&step=1s", 400, "invalid_parameter"),
+        ("GET", "/api/metrics/net.http.api.rtt_ms?since=1h&until=2h", 400, "invalid_parameter"),
+        ("GET", "/api/metrics/no.such.symbol", 404, "not_found"),
+        ("DELETE", "/api/metrics/net.http.api.rtt_ms", 405, "method_not_allowed"),
+    ],
+    "/api/query": [
+        ("POST", "/api/query", 403, "query_disabled"),
+        ("GET", "/api/query", 405, "method_not_allowed"),
+    ],
+    "/api/rules": [
+        ("POST", "/api/rules", 405, "method_not_allowed"),
+    ],
+    "/api/rules/<name>": [
+        ("GET", "/api/rules/no_such_rule", 404, "not_found"),
+        ("GET", "/api/rules/no_such_rule?limit=0", 400, "invalid_parameter"),
+        ("PUT", "/api/rules/no_such_rule", 405, "method_not_allowed"),
+    ],
+    "/api/alerts": [
+        ("GET", "/api/alerts?state=burning", 400, "invalid_parameter"),
+        ("GET", "/api/alerts?limit=none", 400, "invalid_parameter"),
+        ("POST", "/api/alerts", 405, "method_not_allowed"),
+    ],
+    "/api/collectors": [
+        ("DELETE", "/api/collectors", 405, "method_not_allowed"),
+    ],
+    "/api/openapi.json": [
+        ("POST", "/api/openapi.json", 405, "method_not_allowed"),
     ],
 }
 

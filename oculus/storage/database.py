@@ -105,6 +105,14 @@ class Database:
                 self._cursors.append(cursor)
         return cursor
 
+    def new_cursor(self):
+        """Return a new read cursor that the caller closes, for work that may be interrupted."""
+        if self.connection is None:
+            raise RuntimeError("database is not open")
+        cursor = self.connection.cursor()
+        _configure(cursor)
+        return cursor
+
     def close(self) -> None:
         """Checkpoint and close; call only after the writer thread has stopped."""
         if self.connection is None:
