@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 STAMP  := $(VENV)/.installed-$(PYVER)-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test dist css lint clean distclean
+.PHONY: run test dist bench bench-smoke css lint clean distclean
 
 $(STAMP): pyproject.toml
 	@if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ]; then \
@@ -27,6 +27,14 @@ test: $(STAMP)
 ## dist: build dist/oculus.pyz for this Python version
 dist: $(STAMP)
 	$(PY) build_zipapp.py
+
+## bench: run every benchmark scenario and rewrite docs/benchmarks.md (about an hour; run on a quiet machine)
+bench: dist
+	$(PY) bench/run_all.py
+
+## bench-smoke: every benchmark scenario at a tiny size, to check the scripts still work (under 2 minutes)
+bench-smoke: dist
+	$(PY) bench/run_all.py --smoke
 
 ## css: rebuild static/oculus.css from the templates with the Tailwind CLI (npm registry)
 css:

@@ -1,0 +1,146 @@
+"""Footprint: .pyz size against the duckdb wheel, idle RSS, and RSS over time with 1,000 HTTP targets.
+
+Runs dist/oculus.pyz (build it with `make dist`). The idle runs use the
+embedded default config with outbound HTTP sent to a closed loopback proxy, so
+its market collectors fail at once instead of reaching the internet. The load
+run probes 1,000 paths of a loopback target server every 5 s.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from startup import offline_env  # noqa: E402
+
+WHEEL_CACHE = Path.home() / ".cache" / "oculus-bench" / "wheels"
+# Seconds idle before RSS is read, targets and seconds of the load run, and seconds between RSS samples.
+SIZES = {
+    "smoke": {"idle": 3, "targets": 20, "load": 8, "every": 2},
+    "quick": {"idle": 20, "targets": 1000, "load": 40, "every": 5},
+    "full": {"idle": 60, "targets": 1000, "load": 600, "every": 10},
+}
+INTERVAL = 5.0
+
+
+def duckdb_wheel_mb() -> tuple[float, str]:
+    """Size of the duckdb wheel pip picks for this interpreter, fetched once into a cache folder."""
+    version = common.machine_info()["duckdb"]
+    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(WHEEL_CACHE.glob(f"duckdb-{version}-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                        "--no-deps", "--only-binary", ":all:", "--dest", str(WHEEL_CACHE), f"duckdb=={version}"],
+                       check=True)
+        wheels = sorted(WHEEL_CACHE.glob(f"duckdb-{version}-*.whl"))
+    if not wheels:
+        raise SystemExit(f"error: pip did not download a duckdb {version} wheel into {WHEEL_CACHE}")
+    return wheels[-1].stat().st_size / 1e6, wheels[-1].name
+
+
+def idle_rss(runs: int, seconds: float) -> list[float]:
+    """Start `runs` processes on the default config at once and read each one's RSS after `seconds`.
+
+    The processes run side by side to save time: an idle process's RSS does
+    not depend on the CPU it shares.
+    """
+    with tempfile.TemporaryDirectory(prefix="oculus-shiv-") as shiv_root:
+        subprocess.run([common.BASE_PYTHON, str(common.PYZ), "--help"], env={"SHIV_ROOT": shiv_root},
+                       stdout=subprocess.DEVNULL, check=True)
+        processes = []
+        try:
+            for _ in range(runs):
+                oculus = common.Oculus(None, use_pyz=True, env=offline_env(shiv_root))
+                processes.append(oculus)
+                oculus.__enter__()
+            time.sleep(seconds)
+            return [oculus.rss_mib() for oculus in processes]
+        finally:
+            for oculus in processes:
+                oculus.__exit__(None, None, None)
+
+
+def load_rss(targets: int, seconds: float, every: float) -> list[tuple[float, float, float]]:
+    """Probe `targets` loopback URLs every 5 s for `seconds`; return (elapsed s, RSS MiB, CPU share) samples."""
+    samples = []
+    with common.TargetServer() as server:
+        config = common.http_targets_config(server.url, targets, INTERVAL)
+        with common.Oculus(config, use_pyz=True) as oculus:
+            started = time.monotonic()
+            meter = common.CpuMeter([oculus.pid])
+            deadline = started + seconds
+            while time.monotonic() < deadline:
+                time.sleep(min(every, max(0.0, deadline - time.monotonic())))
+                samples.append((time.monotonic() - started, oculus.rss_mib(), meter.read()))
+                print(f"  {samples[-1][0]:5.0f}s RSS {samples[-1][1]:.1f} MiB CPU {samples[-1][2]:.0%}", flush=True)
+    return samples
+
+
+def growth_percent(samples: list[tuple[float, float, float]]) -> float:
+    """RSS growth from the end of the first fifth of the run to its end, in percent of the earlier RSS.
+
+    The first fifth is skipped because connection pools and DuckDB's buffers
+    fill up while every target runs for the first time.
+    """
+    skip = max(1, len(samples) // 5)
+    early = samples[skip - 1][1]
+    late = max(rss for _, rss, _ in samples[-max(1, len(samples) // 10):])
+    return (late - early) / early * 100
+
+
+def rss_table(samples: list[tuple[float, float, float]]) -> str:
+    rows = ["| time | RSS | CPU (one core = 100 %) |", "| --- | --- | --- |"]
+    step = max(1, len(samples) // 12)
+    for elapsed, rss, cpu in samples[step - 1::step]:
+        rows.append(f"| {elapsed:.0f} s | {rss:.1f} MiB | {cpu:.0%} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    args = common.parse_args(__doc__.splitlines()[0], argv)
+    size = SIZES[args.mode]
+    started = time.time()
+    common.oculus_command(use_pyz=True)
+
+    pyz_mb = common.PYZ.stat().st_size / 1e6
+    wheel_mb, wheel_name = duckdb_wheel_mb()
+    print(f"oculus.pyz {pyz_mb:.1f} MB, {wheel_name} {wheel_mb:.1f} MB", flush=True)
+
+    idle = idle_rss(args.runs, size["idle"])
+    print(f"idle RSS after {size['idle']} s: {', '.join(f'{value:.1f}' for value in idle)} MiB", flush=True)
+
+    print(f"{size['targets']} HTTP targets every {INTERVAL:g} s for {size['load']} s", flush=True)
+    samples = load_rss(size["targets"], size["load"], size["every"])
+    tail = samples[len(samples) // 2:]
+
+    figures = [
+        common.figure("pyz_mb", "`oculus.pyz` size", [pyz_mb], "MB", ("<=", wheel_mb + 6),
+                      "seed: under 20 MB for a Rust binary",
+                      f"target: the {wheel_name} wheel ({wheel_mb:.1f} MB) + 6 MB"),
+        common.figure("idle_rss", f"RSS after {size['idle']} s idle, default config", idle, "MiB", ("<=", 80),
+                      "blackbox + Prometheus + Alertmanager idle ≈ 92 MB together",
+                      "the runs are separate processes started side by side"),
+        common.figure("load_rss", f"RSS, {size['targets']} HTTP targets at {INTERVAL:g} s, second half of "
+                      f"{size['load']} s", [rss for _, rss, _ in tail], "MiB", ("<=", 150),
+                      "blackbox + Prometheus ≈ 210 MB",
+                      f"one process, RSS read every {size['every']} s; each reading counts as a run"),
+        common.figure("load_rss_growth", f"RSS growth over the {size['load']} s run", [growth_percent(samples)], "%",
+                      ("<=", 5.0), "", "from the end of the first fifth of the run to the maximum of its last tenth"),
+        common.figure("load_cpu", f"CPU, {size['targets']} HTTP targets at {INTERVAL:g} s, second half",
+                      [cpu * 100 for _, _, cpu in tail], "% of one core", None,
+                      "compared with blackbox + Prometheus in the side-by-side scenario"),
+    ]
+    sections = [{"title": f"RSS and CPU over time, {size['targets']} HTTP targets at {INTERVAL:g} s",
+                 "text": rss_table(samples)}]
+    common.save_result("footprint", "Footprint", args, started, figures, sections)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Start-up: `oculus.pyz --help` against a bare interpreter, and time from process start to /readyz 200.
+
+Runs dist/oculus.pyz (build it with `make dist`) on the interpreter behind
+this one, on the embedded default config. The default config also polls
+public market APIs, so every run sets http_proxy and https_proxy to a closed
+loopback port: those requests fail at once and no traffic leaves the machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+# Timed pairs of (bare, --help) per run; the ratio of their medians is one run's value.
+PAIRS = {"smoke": 3, "quick": 10, "full": 20}
+
+
+def offline_env(shiv_root: str) -> dict:
+    """Environment that keeps the default config's market requests on loopback."""
+    closed = f"http://127.0.0.1:{common.free_port()}"
+    return {"SHIV_ROOT": shiv_root, "http_proxy": closed, "https_proxy": closed,
+            "HTTP_PROXY": closed, "HTTPS_PROXY": closed, "no_proxy": "127.0.0.1,localhost",
+            "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def time_command(command: list[str], env: dict) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def measure_help(pairs: int, shiv_root: str) -> tuple[float, float, float]:
+    """Return (ratio, median ms of --help, median ms of bare) over `pairs` interleaved runs."""
+    env = {"PATH": "/usr/bin:/bin", "SHIV_ROOT": shiv_root}
+    bare_command = [common.BASE_PYTHON, "-c", "pass"]
+    help_command = [common.BASE_PYTHON, str(common.PYZ), "--help"]
+    time_command(help_command, env)  # extracts the bundle once, so every timed run is warm
+    bare, helps = [], []
+    for _ in range(pairs):
+        bare.append(time_command(bare_command, env))
+        helps.append(time_command(help_command, env))
+    bare_ms, help_ms = statistics.median(bare) * 1000, statistics.median(helps) * 1000
+    return help_ms / bare_ms, help_ms, bare_ms
+
+
+def measure_ready(shiv_root: str) -> float:
+    """Spawn the .pyz on the default config and return the seconds until /readyz returns 200."""
+    env = offline_env(shiv_root)
+    with tempfile.TemporaryDirectory(prefix="oculus-bench-") as workdir:
+        # `env` carries SHIV_ROOT, which wins over the per-run folder the Oculus helper would pick.
+        oculus = common.Oculus(None, use_pyz=True, workdir=workdir, env=env)
+        try:
+            oculus.start()
+            return oculus.start_seconds
+        finally:
+            oculus.stop()
+
+
+def main(argv=None) -> int:
+    args = common.parse_args(__doc__.splitlines()[0], argv)
+    started = time.time()
+    common.oculus_command(use_pyz=True)  # fails early with a hint when dist/oculus.pyz is missing
+
+    ratios, help_ms, bare_ms, warm, cold = [], [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="oculus-shiv-") as warm_root:
+        for run in range(args.runs):
+            ratio, helped, bared = measure_help(PAIRS[args.mode], warm_root)
+            ratios.append(ratio)
+            help_ms.append(helped)
+            bare_ms.append(bared)
+            warm.append(measure_ready(warm_root) * 1000)
+            with tempfile.TemporaryDirectory(prefix="oculus-shiv-cold-") as cold_root:
+                cold.append(measure_ready(cold_root) * 1000)
+            print(f"run {run + 1}/{args.runs}: --help {helped:.0f} ms, bare {bared:.0f} ms, ratio {ratio:.2f}; "
+                  f"ready warm {warm[-1]:.0f} ms, cold {cold[-1]:.0f} ms", flush=True)
+
+    figures = [
+        common.figure("help_ratio", "`oculus.pyz --help` / bare `python3 -c pass`", ratios, "×", ("<=", 1.5),
+                      "seed: under 100 ms",
+                      f"median of {PAIRS[args.mode]} interleaved pairs per run, warm extraction"),
+        common.figure("help_ms", "`oculus.pyz --help`, warm extraction", help_ms, "ms"),
+        common.figure("bare_ms", "bare `python3 -c pass`", bare_ms, "ms"),
+        common.figure("ready_warm_ms", "start to `/readyz` 200, default config, warm extraction", warm, "ms",
+                      ("<=", 600), "Prometheus ~65 ms, Alertmanager ~90 ms"),
+        common.figure("ready_cold_ms", "start to `/readyz` 200, default config, cold extraction", cold, "ms",
+                      None, "", "a new SHIV_ROOT for every run, so shiv unpacks the whole bundle first"),
+    ]
+    common.save_result("startup", "Start-up", args, started, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
