@@ -1,4 +1,4 @@
-"""Command line: ``oculus [run|check|version]`` with the shared options.
+"""Command line: ``oculus [run|check|version|rules test]`` with the shared options.
 
 Heavy libraries (duckdb, requests, apprise) are imported only inside the
 commands that need them, so ``--help`` and ``version`` start fast.
@@ -48,6 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="validate a config file, print every problem, exit 0 or 2")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     commands.add_parser("version", help="print the version and exit")
+
+    rules = commands.add_parser("rules", help="work with alert rules")
+    rule_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
+    test = rule_commands.add_parser(
+        "test", parents=[options],
+        help="replay stored history through the rules and print when each would have fired and resolved",
+        description="Replay stored samples through the rule engine with a simulated clock, stepping by "
+                    "alerting.interval, and print every firing and resolve. The database is only read; when a "
+                    "running Oculus holds it, a temporary copy is replayed.")
+    test.add_argument("--rule", metavar="NAME", action="append",
+                      help="test only this rule (repeat the option for several); default every rule")
+    test.add_argument("--since", metavar="DURATION", default="7d",
+                      help="how far back from now to replay, such as 1h or 7d (default 7d)")
+    test.add_argument("--json", action="store_true", help="print one JSON object per transition")
     return parser
 
 
@@ -67,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     flags = {setting: getattr(args, option) for option, setting in OPTION_SETTINGS.items() if hasattr(args, option)}
     if command == "check":
         return _check(config_path, flags, args.json)
+    if command == "rules":
+        return _rules_test(config_path, flags, args)
     return _run(config_path, flags)
 
 
@@ -93,6 +109,28 @@ def _check(config_path, flags, as_json: bool) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         print(f"{config.source}: valid, {len(config.collectors)} collector(s)")
     return 0 if config is not None else 2
+
+
+def _rules_test(config_path, flags, args) -> int:
+    from oculus.config import parse_duration
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError:
+        print(f'--since: expected a duration such as 1h or 7d, got "{args.since}"', file=sys.stderr)
+        return 2
+    config, problems = _load(config_path, flags)
+    if config is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    from oculus.rules.backtest import run_backtest
+
+    return run_backtest(config, config.database.path, since, args.rule, args.json,
+                        out=lambda line: print(line, flush=True), err=lambda line: print(line, file=sys.stderr))
 
 
 def _run(config_path, flags) -> int:

@@ -243,12 +243,22 @@ def test_check_json_valid(capsys):
     assert result == {"valid": True, "problems": [], "warnings": []}
 
 
-def test_check_warns_on_rules(tmp_path, capsys):
-    path = write_config(tmp_path, "rules:\n  - condition: net.http.api.status != 200\n")
+def test_check_warns_on_unknown_symbol(tmp_path, capsys):
+    path = write_config(tmp_path, "rules:\n  - name: api\n    condition: net.http.api.status != 200\n")
     status = cli.main(["check", "--json", "-c", path])
     result = json.loads(capsys.readouterr().out)
     assert status == 0
-    assert result["warnings"] == [f"{path}: rules and channels are not evaluated by this version of Oculus"]
+    assert result["warnings"] == [f'{path}:3: rules[0].condition: rule "api": no configured collector emits '
+                                  'symbol "net.http.api.status"; the rule reports no data until one does']
+
+
+def test_check_warns_on_channels(tmp_path, capsys):
+    path = write_config(tmp_path, "channels:\n  telegram: {}\n")
+    status = cli.main(["check", "--json", "-c", path])
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert result["warnings"] == [f"{path}: channels are not used by this version of Oculus; "
+                                  "rules notify through the log channel only"]
 
 
 def test_check_reads_oculus_config(monkeypatch, capsys):

@@ -130,6 +130,7 @@ class Config:
     database: SimpleNamespace
     logging: SimpleNamespace
     runtime: SimpleNamespace
+    alerting: SimpleNamespace
     collectors: list = field(default_factory=list)
     rules: list = field(default_factory=list)
     channels: dict = field(default_factory=dict)
@@ -311,6 +312,13 @@ class _Loader:
         common = {f.name: values.pop(f.name) for f in COLLECTOR_COMMON}
         return CollectorSpec(options=values, **common)
 
+    # -- rules -------------------------------------------------------------
+
+    def rules(self, raw, collectors: list) -> list:
+        from oculus.rules.spec import RuleLoader
+
+        return RuleLoader(self, collectors).load(raw)
+
     # -- whole document ----------------------------------------------------
 
     def load(self) -> Config:
@@ -330,17 +338,15 @@ class _Loader:
         sections = {s.name: self.section(s, data.get(s.name)) for s in SECTIONS}
         collectors = self.collectors(data.get("collectors"))
 
-        rules = data.get("rules") or []
+        rules = self.rules(data.get("rules"), collectors)
         channels = data.get("channels") or {}
-        if not isinstance(rules, list):
-            self.problem(("rules",), "expected a list of rules")
-            rules = []
         if not isinstance(channels, dict):
             self.problem(("channels",), "expected a mapping of channel names to settings")
             channels = {}
-        if rules or channels:
-            # NOTE: rule evaluation and notification channels are not built yet; they are accepted, not run.
-            self.warnings.append(f"{self.source}: rules and channels are not evaluated by this version of Oculus")
+        if channels:
+            # NOTE: notification channels are not built yet; only the log channel delivers notifications.
+            self.warnings.append(f"{self.source}: channels are not used by this version of Oculus; "
+                                 "rules notify through the log channel only")
 
         if self.problems:
             raise ConfigError(self.problems)

@@ -241,7 +241,28 @@ RUNTIME = Section(
     "Scheduling and write path.",
 )
 
-SECTIONS = (SERVER, DATABASE, LOGGING, RUNTIME)
+NO_DATA_CHOICES = ("keep_state", "firing", "ok")
+
+ALERTING = Section(
+    "alerting",
+    (
+        Field("interval", duration(0.1), 10.0, "Time between two evaluation passes over every simple rule."),
+        Field("no_data", choice(*NO_DATA_CHOICES), "keep_state",
+              "What a rule does when its symbols have no recent data: keep_state (stay in the current state "
+              "and report no data), firing (treat the condition as true) or ok (treat it as false)."),
+        Field("no_data_after", duration(1), 600.0,
+              "A symbol whose newest sample is older than this has no data; for a symbol of a configured "
+              "collector the limit is at least three of that collector's intervals."),
+        Field("sql_timeout", duration(0.01), 5.0, "Time an SQL rule's query may run before it is stopped."),
+        Field("sql_max_rows", integer(1, 100_000), 1000,
+              "Maximum result rows, and so alert instances, of one SQL rule; extra rows are ignored."),
+        Field("notify_queue_size", integer(10, 1_000_000), 1000,
+              "Capacity of the queue between the rule engine and the notification dispatcher."),
+    ),
+    "Rule evaluation: how often rules run and how missing data is treated.",
+)
+
+SECTIONS = (SERVER, DATABASE, LOGGING, RUNTIME, ALERTING)
 
 # Fields every collector accepts, whatever its type.
 COLLECTOR_COMMON = (
@@ -250,4 +271,75 @@ COLLECTOR_COMMON = (
     Field("interval", duration(0.1, 30 * 86400), 30.0, "Time between two runs."),
     Field("timeout", duration(0.01, 3600), 5.0, "Time a run may take before it is recorded as failed."),
     Field("tags", user_tags, {}, "Labels stored with every sample of this collector."),
+)
+
+
+# -- rules ------------------------------------------------------------------
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def name_list(value):
+    """A list of names, or one name; used for a rule's notification channels."""
+    plain, shown = _plain(value)
+    items = [plain] if isinstance(plain, str) else plain
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
+        raise Invalid(f"expected a list of channel names such as [log, telegram], got {shown}")
+    return tuple(item.strip() for item in items)
+
+
+def sql_params(value):
+    """A mapping of parameter names to numbers, strings or booleans, bound to $name in the SQL."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Invalid("expected a mapping of parameter names to values, such as {threshold: 0.05}, "
+                      f"got {_got(value)}")
+    result = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not _IDENTIFIER.fullmatch(key):
+            raise Invalid(f"parameter names must be identifiers (letters, digits, '_'), got {_got(key)}")
+        plain = reveal(item)
+        if isinstance(plain, (dict, list)) or plain is None:
+            raise Invalid(f"expected a number, string or boolean for parameter {key!r}, got {_got(item)}")
+        result[key] = plain
+    return result
+
+
+def cron_expression(value):
+    """A five-field cron expression such as "*/5 * * * *" (minute hour day month weekday, UTC)."""
+    plain = text(value)
+    from croniter import croniter
+
+    if len(plain.split()) != 5 or not croniter.is_valid(plain):
+        raise Invalid(f'expected a cron expression of five fields such as "*/5 * * * *", got {_got(value)}')
+    return plain
+
+
+RULE_COMMON = (
+    Field("name", symbol_name, REQUIRED, "Unique rule name, shown in logs, events and notifications."),
+    Field("severity", choice("info", "warn", "error", "critical"), "warn",
+          "Severity of the alert: info, warn, error or critical."),
+    Field("message", text, None,
+          "Notification text; {value} and {rule} are replaced (an SQL rule also has one field per result "
+          "column), with Python format specs such as {value:.2f}."),
+    Field("for", duration(0), 0.0,
+          "How long the condition must hold continuously before the alert fires; until then it is pending."),
+    Field("cooldown", duration(0), 0.0, "Minimum time between two notifications of the same alert."),
+    Field("repeat", duration(1), None, "Send the notification again this often while the alert keeps firing."),
+    Field("notify_resolved", boolean, True, "Send a notification when the alert resolves."),
+    Field("channels", name_list, ("log",), "Notification channels; log writes to the Oculus log."),
+)
+
+SIMPLE_RULE_FIELDS = (
+    Field("condition", text, REQUIRED, "Expression over symbols, such as crypto.price.btc_usd > 100000."),
+    Field("no_data", choice(*NO_DATA_CHOICES), None,
+          "Overrides alerting.no_data for this rule: keep_state, firing or ok."),
+)
+
+SQL_RULE_FIELDS = (
+    Field("sql", text, REQUIRED, "One read-only SELECT; each result row is one alert instance."),
+    Field("params", sql_params, {}, "Values bound to $name parameters in the SQL, never pasted into its text."),
+    Field("every", duration(1), None, "Time between two runs of the query; default 1m. Set every or cron."),
+    Field("cron", cron_expression, None, 'Cron schedule of the query in UTC, such as "*/5 * * * *".'),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -33,6 +34,10 @@ class Runtime:
         self.database = Database(config.database.path)
         self.writer: Writer | None = None
         self.scheduler: CollectorScheduler | None = None
+        self.rule_engine = None
+        # Alert notifications from the rule engine to the dispatcher; kept across reloads.
+        self.notifications: queue.Queue = queue.Queue(maxsize=config.alerting.notify_queue_size)
+        self.notifier = None
         self.web = None
         self.started_at = time.time()
         self._stop_requested = threading.Event()
@@ -50,6 +55,7 @@ class Runtime:
         self.writer = Writer(self.database, runtime.queue_size, runtime.batch_size, runtime.flush_interval)
         self.writer.start()
         self._queue_retention()
+        self._start_rules()
 
         from oculus.web.server import WebServer
 
@@ -63,8 +69,23 @@ class Runtime:
 
         self.record_event("system", "info", f"Oculus {__version__} started",
                           {"config": self.config.source, "collectors": len(self.config.collectors)})
-        log.info("oculus started version=%s config=%s collectors=%d dashboard=%s",
-                 __version__, self.config.source, len(self.config.collectors), self.web.url)
+        log.info("oculus started version=%s config=%s collectors=%d rules=%d dashboard=%s",
+                 __version__, self.config.source, len(self.config.collectors), len(self.config.rules), self.web.url)
+
+    def _start_rules(self) -> None:
+        """Start the notification dispatcher and the rule thread; both need the writer running."""
+        from oculus.notify import NotificationDispatcher
+        from oculus.rules.engine import RuleEngine
+
+        if self.notifier is None:
+            self.notifier = NotificationDispatcher(self.notifications)
+            self.notifier.start()
+        self.rule_engine = RuleEngine(self.config, self.database, self.writer, self.notifications)
+        self.rule_engine.start()
+
+    def _stop_rules(self, timeout: float) -> bool:
+        engine, self.rule_engine = self.rule_engine, None
+        return engine is None or engine.stop(timeout)
 
     def _queue_retention(self) -> None:
         database = self.config.database
@@ -91,6 +112,9 @@ class Runtime:
                 reasons.append(lagging)
         if self.scheduler is None or not self.scheduler.is_alive():
             reasons.append("scheduler is not running")
+        engine = self.rule_engine
+        if engine is not None and not engine.is_alive():
+            reasons.append("rule thread is not running")
 
         details = {"database": self.database.path, "schema_version": self.database.schema_version}
         if self.writer is not None:
@@ -98,6 +122,8 @@ class Runtime:
             details.update(queue_length=self.writer.queue.qsize(), queue_capacity=self.writer.queue.maxsize,
                            queue_full_total=stats.queue_full, samples_written=stats.samples_written,
                            insert_failures=stats.insert_failures)
+        if engine is not None:
+            details["rules"] = engine.health()
         if reasons:
             details["reasons"] = reasons
         return not reasons, details
@@ -142,9 +168,13 @@ class Runtime:
         setup_logging(new.logging.level, new.logging.format)
         self.scheduler.set_collectors(new.collectors)
         new.server, new.database, new.runtime = self.config.server, self.config.database, self.config.runtime
+        # The old rule thread stores its last pass before it stops, so the new one resumes from that state.
+        self._stop_rules(timeout=max(5.0, 2 * self.config.alerting.interval))
         self.config = new
-        self.record_event("system", "info", "config reloaded", {"collectors": len(new.collectors)})
-        log.info("config reloaded collectors=%d", len(new.collectors))
+        self._start_rules()
+        self.record_event("system", "info", "config reloaded",
+                          {"collectors": len(new.collectors), "rules": len(new.rules)})
+        log.info("config reloaded collectors=%d rules=%d", len(new.collectors), len(new.rules))
         return True
 
     # -- stop --------------------------------------------------------------
@@ -160,9 +190,14 @@ class Runtime:
             self.scheduler.stop(timeout=min(3.0, budget / 3))
         if self.web is not None:
             self.web.stop()  # before the database closes, so no request meets a closed cursor
+        # The rule thread stores its last pass through the writer, so it stops before the writer drains.
+        if not self._stop_rules(timeout=max(1.0, min(5.0, budget / 3))):
+            clean = False
+        if self.notifier is not None:
+            self.notifier.stop(timeout=1.0)
         if self.writer is not None:
             self.record_event("system", "info", "Oculus stopping")
-            clean = self.writer.stop(max(0.5, deadline - time.monotonic()))
+            clean = self.writer.stop(max(0.5, deadline - time.monotonic())) and clean
         if clean:
             self.database.close()
         log.info("oculus stopped clean=%s", clean)

@@ -16,7 +16,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -47,6 +47,7 @@ class QueryResult:
     rows: list
     truncated: bool
     elapsed_ms: float
+    types: list = field(default_factory=list)  # DuckDB type name of each column, such as "DOUBLE"
 
 
 def check_read_only(cursor, sql: str) -> None:
@@ -56,7 +57,7 @@ def check_read_only(cursor, sql: str) -> None:
     try:
         statements = cursor.extract_statements(sql)
     except duckdb.Error as exc:
-        raise QueryFailed(_clean_error(exc)) from None
+        raise QueryFailed(clean_error(exc)) from None
     if len(statements) != 1:
         raise UnsafeQuery(f"send exactly one statement, got {len(statements)}")
 
@@ -144,17 +145,18 @@ def run_read_only(cursor, sql: str, params: dict | list | None = None, *,
         cursor.execute(sql, params or None)
         rows = cursor.fetchmany(max_rows + 1)
         columns = [column[0] for column in (cursor.description or [])]
+        types = [str(column[1]) for column in (cursor.description or [])]
     except duckdb.Error as exc:
         if timed_out.is_set():
             raise QueryTimeout(f"the query ran longer than {timeout:g} s and was stopped") from None
-        raise QueryFailed(_clean_error(exc)) from None
+        raise QueryFailed(clean_error(exc)) from None
     finally:
         timer.cancel()
     elapsed_ms = (time.perf_counter() - started) * 1000
-    return QueryResult(columns, rows[:max_rows], len(rows) > max_rows, elapsed_ms)
+    return QueryResult(columns, rows[:max_rows], len(rows) > max_rows, elapsed_ms, types)
 
 
-def _clean_error(exc: Exception) -> str:
+def clean_error(exc: Exception) -> str:
     """DuckDB's message without the trailing caret diagram, on one line."""
     text = str(exc).split("\n\nLINE ")[0]
     return " ".join(text.split())

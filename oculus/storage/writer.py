@@ -281,7 +281,7 @@ class Writer:
                 _insert_samples(conn, samples)
                 _upsert_latest(conn, samples)
             if events:
-                _insert_events(conn, events)
+                insert_events(conn, events)
             conn.execute("COMMIT")
         except duckdb.Error:
             conn.execute("ROLLBACK")
@@ -359,7 +359,8 @@ def _upsert_latest(conn, samples: list) -> None:
     """, columns)
 
 
-def _insert_events(conn, events: list[Event]) -> None:
+def insert_events(conn, events: list[Event]) -> None:
+    """Insert `events`; call only on the writer thread, inside its transaction or a Command."""
     conn.execute("""
         INSERT INTO events (ts, kind, severity, source, message, payload)
         SELECT unnest($1::TIMESTAMP[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]),
