@@ -89,6 +89,7 @@ class Writer:
         self._samples: list = []
         self._events: list[Event] = []
         self._failed_flushes = 0
+        self._staging_connection = None
         self._full_log = RateLimitedLog(log, 60.0)
         self._error_log = RateLimitedLog(log, 60.0)
 
@@ -275,11 +276,14 @@ class Writer:
 
     def _insert(self, samples: list, events: list[Event]) -> None:
         conn = self.database.connection
+        if samples and conn is not self._staging_connection:
+            # Outside the transaction: a rollback would drop a table created inside it.
+            conn.execute(_CREATE_STAGING)
+            self._staging_connection = conn
         conn.execute("BEGIN TRANSACTION")
         try:
             if samples:
                 _insert_samples(conn, samples)
-                _upsert_latest(conn, samples)
             if events:
                 insert_events(conn, events)
             conn.execute("COMMIT")
@@ -290,11 +294,35 @@ class Writer:
 
 def _clean(value):
     """Store NaN, infinity and non-numbers as NULL so every reader gets valid JSON."""
+    if type(value) is float:  # the common case, without the cost of a call to float()
+        return value if math.isfinite(value) else None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+_encode_tags = json.JSONEncoder(default=str, separators=(",", ":")).encode
+# Most runs repeat the same tags ({"status": 200}), so their JSON text is cached by content.
+_tags_cache: dict = {}
+TAGS_CACHE_SIZE = 4096
+
+
+def _tags_json(tags: dict) -> str | None:
+    if not tags:
+        return None
+    try:
+        # The value types are part of the key because True == 1 == 1.0 would otherwise share JSON text.
+        key = (tuple(tags.items()), tuple(map(type, tags.values())))
+        text = _tags_cache.get(key)
+    except TypeError:  # a list or dict value cannot be hashed; such tags are encoded every time
+        return _encode_tags(tags)
+    if text is None:
+        if len(_tags_cache) >= TAGS_CACHE_SIZE:
+            _tags_cache.clear()
+        text = _tags_cache[key] = _encode_tags(tags)
+    return text
 
 
 def _columns(samples: list) -> list:
@@ -305,58 +333,76 @@ def _columns(samples: list) -> list:
         [_clean(s.value) for s in samples],
         [bool(s.success) for s in samples],
         [s.duration_ms for s in samples],
-        [json.dumps(s.tags, default=str, separators=(",", ":")) if s.tags else None for s in samples],
+        [_tags_json(s.tags) for s in samples],
     ]
 
 
-_UNNEST_SAMPLES = """
-    SELECT unnest($1::TIMESTAMP[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]),
+# Each batch is copied from Python lists into this table once; samples and latest are then filled from it
+# in SQL. Converting Python objects is the costly step, so converting once is about twice as fast as
+# passing the lists to both statements. TEMP tables belong to the writer's connection alone.
+_CREATE_STAGING = """
+    CREATE TEMP TABLE IF NOT EXISTS writer_batch (
+        position INTEGER, ts TIMESTAMP, category VARCHAR, symbol VARCHAR, value DOUBLE, success BOOLEAN,
+        duration_ms DOUBLE, tags JSON
+    )
+"""
+
+_STAGE_SAMPLES = """
+    INSERT INTO writer_batch
+    SELECT unnest(range(len($3))), unnest($1::TIMESTAMP[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]),
            unnest($4::DOUBLE[]), unnest($5::BOOLEAN[]), unnest($6::DOUBLE[]), unnest($7::VARCHAR[])::JSON
 """
 
 
 def _insert_samples(conn, samples: list) -> None:
-    conn.execute(f"INSERT INTO samples {_UNNEST_SAMPLES}", _columns(samples))
-
-
-def _upsert_latest(conn, samples: list) -> None:
-    """Keep the newest sample per symbol, and the one before it for trend arrows."""
-    newest: dict = {}
-    previous: dict = {}
-    last_ok: dict = {}
-    for sample in samples:
-        current = newest.get(sample.symbol)
-        if current is None or sample.ts >= current.ts:
-            if current is not None:
-                previous[sample.symbol] = current
-            newest[sample.symbol] = sample
-        if sample.success and (sample.symbol not in last_ok or sample.ts > last_ok[sample.symbol]):
-            last_ok[sample.symbol] = sample.ts
-
-    rows = list(newest.values())
-    columns = _columns(rows) + [
-        [_clean(previous[s.symbol].value) if s.symbol in previous else None for s in rows],
-        [previous[s.symbol].ts if s.symbol in previous else None for s in rows],
-        [last_ok.get(s.symbol) for s in rows],
-    ]
+    """Insert `samples` and update `latest`; call inside the writer's transaction."""
+    conn.execute(_STAGE_SAMPLES, _columns(samples))
     conn.execute("""
-        INSERT INTO latest (symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts)
-        SELECT symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts FROM (
-            SELECT unnest($1::TIMESTAMP[]) AS ts, unnest($2::VARCHAR[]) AS category, unnest($3::VARCHAR[]) AS symbol,
-                   unnest($4::DOUBLE[]) AS value, unnest($5::BOOLEAN[]) AS success,
-                   unnest($6::DOUBLE[]) AS duration_ms, unnest($7::VARCHAR[])::JSON AS tags,
-                   unnest($8::DOUBLE[]) AS prev_value, unnest($9::TIMESTAMP[]) AS prev_ts,
-                   unnest($10::TIMESTAMP[]) AS last_ok_ts
-        )
-        ON CONFLICT (symbol) DO UPDATE SET
-            prev_value = CASE WHEN excluded.prev_ts IS NOT NULL THEN excluded.prev_value ELSE latest.value END,
-            prev_ts    = coalesce(excluded.prev_ts, latest.ts),
-            last_ok_ts = greatest(excluded.last_ok_ts, latest.last_ok_ts),
-            category = excluded.category, ts = excluded.ts, value = excluded.value,
-            success = excluded.success, duration_ms = excluded.duration_ms, tags = excluded.tags
+        INSERT INTO samples (ts, category, symbol, value, success, duration_ms, tags)
+        SELECT ts, category, symbol, value, success, duration_ms, tags FROM writer_batch ORDER BY position
+    """)
+    _upsert_latest(conn)
+    conn.execute("DELETE FROM writer_batch")
+
+
+def _upsert_latest(conn) -> None:
+    """Keep the newest sample per symbol, and the one before it for trend arrows.
+
+    Within a batch, the newest sample is the one with the latest ts (the later one in the batch on a tie),
+    and the previous one is the next in that order. An UPDATE and an INSERT of the missing symbols are
+    used instead of INSERT ... ON CONFLICT, which took several times longer for a batch of 2,000 symbols
+    (duckdb 2.0.1).
+    """
+    conn.execute(f"""
+        UPDATE latest SET
+            prev_value = CASE WHEN batch.prev_ts IS NOT NULL THEN batch.prev_value ELSE latest.value END,
+            prev_ts    = coalesce(batch.prev_ts, latest.ts),
+            last_ok_ts = greatest(batch.last_ok_ts, latest.last_ok_ts),
+            category = batch.category, ts = batch.ts, value = batch.value,
+            success = batch.success, duration_ms = batch.duration_ms, tags = batch.tags
+        FROM ({_NEWEST_PER_SYMBOL}) AS batch
         -- A backfilled or late sample is history, not the newest value.
-        WHERE excluded.ts >= latest.ts
-    """, columns)
+        WHERE latest.symbol = batch.symbol AND batch.ts >= latest.ts
+    """)
+    conn.execute(f"""
+        INSERT INTO latest (symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts)
+        SELECT symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts
+        FROM ({_NEWEST_PER_SYMBOL}) AS batch ANTI JOIN latest USING (symbol)
+    """)
+
+
+_NEWEST_PER_SYMBOL = """
+    SELECT symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts FROM (
+        SELECT *,
+               row_number() OVER newest_first AS rank,
+               lead(value) OVER newest_first AS prev_value,
+               lead(ts) OVER newest_first AS prev_ts,
+               max(ts) FILTER (WHERE success) OVER (PARTITION BY symbol) AS last_ok_ts
+        FROM writer_batch
+        WINDOW newest_first AS (PARTITION BY symbol ORDER BY ts DESC, position DESC)
+    )
+    WHERE rank = 1
+"""
 
 
 def insert_events(conn, events: list[Event]) -> None:
