@@ -40,6 +40,7 @@ class ProbeTargetHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.requests.append((self.command, self.path, dict(self.headers)))
+        self.server.clients.append(self.client_address)
         path = self.path.split("?")[0]
         if path == "/ok":
             self._send(200, b"ok")
@@ -78,6 +79,7 @@ class ProbeTargetServer(ThreadingHTTPServer):
     def __init__(self):
         super().__init__(("127.0.0.1", 0), ProbeTargetHandler)
         self.requests: list = []
+        self.clients: list = []  # (host, port) of the connection behind each request
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property

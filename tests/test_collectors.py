@@ -298,6 +298,17 @@ def test_http_head(make_collector, http_target):
     assert readings[0].success is True
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_http_reuses_connection(make_collector, http_target, method):
+    collector = make_collector({"type": "http", "url": f"{http_target.url}/ok", "method": method})
+
+    collect(collector)
+    collect(collector)
+
+    assert len(http_target.clients) == 2
+    assert http_target.clients[1] == http_target.clients[0], "the second run opened a new connection"
+
+
 def test_http_post_body(make_collector, body_server):
     collector = make_collector({"type": "http", "url": f"{body_server.url}/ok", "method": "post",
                                 "body": '{"check": "oculus"}'})

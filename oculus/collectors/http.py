@@ -18,6 +18,8 @@ from oculus.config.values import Secret, format_duration, reveal
 USER_AGENT = f"Oculus/{__version__} (+https://github.com/oculus-monitor/oculus)"
 # Only this much of a body is read for matching; a probe must not buffer a large download.
 MAX_BODY_BYTES = 1024 * 1024
+# A body up to this size is read even when nothing matches it, so the connection can be reused.
+MAX_DRAIN_BYTES = 64 * 1024
 
 
 def status_ranges(value):
@@ -134,6 +136,9 @@ class HttpCollector(Collector):
             )
             with response:
                 body = self._read_body(response, deadline)
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                if not self._body_needed():
+                    _drain_small_body(response)
         except requests.RequestException as exc:
             return self.failed(describe_request_error(exc, configured, urlsplit(url).hostname or url))
         except TimeoutError:
@@ -141,7 +146,6 @@ class HttpCollector(Collector):
         except (ValueError, UnicodeError) as exc:  # urllib3 rejects some URLs only when sending
             # The URL may carry credentials or a token, so only its configured (masked) form is shown.
             return self.failed(f"invalid URL {options['url']}: {type(exc).__name__}")
-        elapsed_ms = (time.perf_counter() - started) * 1000
 
         error = self._check(response.status_code, body)
         tags = {"status": response.status_code}
@@ -160,7 +164,7 @@ class HttpCollector(Collector):
         trickles bytes could hold a read for ever; a timer closes the response
         at the deadline, which ends the blocked read.
         """
-        if self.options["method"] == "head" or not (self.options["body_match"] or self.options["body_regex"]):
+        if not self._body_needed():
             return b""
         expired = threading.Event()
 
@@ -194,6 +198,10 @@ class HttpCollector(Collector):
             raise TimeoutError
         return b"".join(chunks)[:MAX_BODY_BYTES]
 
+    def _body_needed(self) -> bool:
+        options = self.options
+        return options["method"] != "head" and bool(options["body_match"] or options["body_regex"])
+
     def _check(self, status: int, body: bytes) -> str | None:
         options = self.options
         if not any(low <= status <= high for low, high in options["expect_status"]):
@@ -208,6 +216,23 @@ class HttpCollector(Collector):
         if pattern is not None and not pattern.search(text_body):
             return f"body does not match {pattern}"
         return None
+
+
+def _drain_small_body(response) -> None:
+    """Read a small body nobody matches, so closing the response keeps its connection for the next run.
+
+    requests closes the connection of a streamed response whose body was not
+    read, and the next run then pays for a new TCP (and TLS) handshake. A body
+    without Content-Length, or larger than MAX_DRAIN_BYTES, is left unread and
+    its connection closed as before.
+    """
+    length = response.headers.get("Content-Length", "")
+    if not length.isdigit() or int(length) > MAX_DRAIN_BYTES:
+        return
+    try:
+        response.content  # noqa: B018 -- reading it marks the body consumed, so close() releases the connection
+    except (requests.RequestException, OSError):
+        pass  # the probe already has its result; close() then drops the broken connection
 
 
 def _socket_of(response):
