@@ -6,14 +6,21 @@
   <title>{{title}} · Oculus</title>
   <link rel="stylesheet" href="/static/oculus.css">
   <script src="/static/vendor/htmx-2.0.11.min.js"></script>
+  {{!get('extra_head', '')}}
 </head>
 <body class="min-h-full bg-slate-950 text-slate-200 antialiased">
   <header class="border-b border-slate-800 bg-slate-900/80">
-    <div class="mx-auto flex max-w-6xl items-center justify-between px-4 py-3">
+    <div class="mx-auto flex max-w-6xl flex-wrap items-center justify-between gap-x-6 gap-y-2 px-4 py-3">
       <a href="/" class="flex items-center gap-2 text-lg font-semibold tracking-tight text-slate-100">
         <span class="inline-block h-3 w-3 rounded-full bg-emerald-400"></span> Oculus
       </a>
-      <span class="text-xs text-slate-500">v{{version}}</span>
+      <nav class="flex flex-wrap items-center gap-x-4 gap-y-1 text-sm">
+        % current = get('nav', '')
+        % for href, label, key in (('/', 'Dashboard', 'dashboard'), ('/collectors', 'Collectors', 'collectors'), ('/alerts', 'Alerts', 'alerts'), ('/rules', 'Rules', 'rules'), ('/query', 'SQL', 'query')):
+        <a href="{{href}}" class="{{'text-slate-100 font-medium' if current == key else 'text-slate-400 hover:text-slate-200'}}">{{label}}</a>
+        % end
+        <span class="hidden text-xs text-slate-600 sm:inline">v{{version}}</span>
+      </nav>
     </div>
   </header>
   <main class="mx-auto max-w-6xl px-4 py-6">

@@ -207,3 +207,163 @@ def test_phone_error_phrase_visible(browser, oculus):
     page.context.close()
     assert widths["scroll"] <= widths["client"], f"the error phrase needs {widths['scroll']} px, " \
                                                  f"has {widths['client']} px"
+
+
+# -- every page, on seeded data of every category ------------------------------------
+
+TOKEN = "browser-token-7c1"
+# (name, path, selector that shows the page has rendered its data)
+PAGES = [
+    ("dashboard", "/", '[data-symbol="crypto.price.btc_usd"] time'),
+    ("symbol", "/metrics/crypto.price.btc_usd?range=24h", "#chart canvas"),
+    ("collector", "/collectors/http/shop", "[data-config]"),
+    ("collectors", "/collectors", '[data-collector="http:shop"]'),
+    # The rule engine may re-evaluate the seeded alerts, so these wait for what any state shows.
+    ("alerts", "/alerts", "main h1"),
+    ("rules", "/rules", '[data-rule="never_evaluated"]'),
+    ("query", "/query", "#sql"),
+]
+
+
+@pytest.fixture(scope="module")
+def showcase(tmp_path_factory):
+    """Oculus on a DuckDB file seeded with every category, alert states and events, with an API token."""
+    from tests.web_support import SHOWCASE_RULES, seed_file
+
+    target = ProbeTargetServer().start()
+    workdir = tmp_path_factory.mktemp("showcase")
+    seed_file(str(workdir / "oculus.duckdb"))
+    config = {
+        "server": {"api_token": TOKEN},
+        "collectors": [{"type": "http", "name": "shop", "url": f"{target.url}/ok", "interval": "2s",
+                        "timeout": "2s", "tags": {"team": "web"}}],
+        "rules": SHOWCASE_RULES,
+    }
+    (workdir / "oculus.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OCULUS_")}
+    port = free_port()
+    process = OculusProcess([sys.executable, "-m", "oculus", "run", "-c", "oculus.yaml", "--port", str(port),
+                             "--db-path", "oculus.duckdb"], cwd=workdir, port=port, env=env)
+    process.start(timeout=30.0)
+    try:
+        yield process
+    finally:
+        process.stop()
+        target.stop()
+
+
+def open_showcase(browser, url: str, selector: str, width: int = 1280, height: int = 900):
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US",
+                                  timezone_id=BROWSER_ZONE)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector(selector)
+    return page, errors
+
+
+@pytest.mark.parametrize("name, path, selector", PAGES, ids=[p[0] for p in PAGES])
+def test_page_screenshot(browser, showcase, tmp_path, name, path, selector):
+    page, errors = open_showcase(browser, showcase.url + path, selector)
+    screenshot = tmp_path / f"{name}.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    page.context.close()
+    shutil.copyfile(screenshot, f"/tmp/oculus-{name}.png")
+    assert errors == [], f"script errors on {path}: {errors}"
+    assert screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name, path, selector", PAGES, ids=[p[0] for p in PAGES])
+def test_page_fits_phone(browser, showcase, tmp_path, name, path, selector):
+    page, _ = open_showcase(browser, showcase.url + path, selector, width=375, height=812)
+    widths = page.evaluate("({scroll: document.documentElement.scrollWidth, view: window.innerWidth})")
+    page.screenshot(path=str(tmp_path / f"{name}-phone.png"), full_page=True)
+    page.context.close()
+    assert widths["scroll"] <= widths["view"], f"{path} is {widths['scroll']} px wide at 375 px"
+
+
+@pytest.mark.parametrize("name, path, selector", PAGES, ids=[p[0] for p in PAGES])
+def test_page_requests_stay_local(browser, showcase, name, path, selector):
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    requested, failed = [], []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(showcase.url + path)
+    page.wait_for_selector(selector)
+    context.close()
+    assert [url for url in requested if urlsplit(url).hostname != "127.0.0.1"] == []
+    assert failed == []
+
+
+def test_chart_draws_series(browser, showcase):
+    page, errors = open_showcase(browser, showcase.url + "/metrics/crypto.price.btc_usd?range=24h", "#chart canvas")
+    drawn = page.evaluate("""() => ({points: window.oculusChart.data[0].length,
+                                     width: document.querySelector('#chart canvas').width})""")
+    page.context.close()
+    assert errors == []
+    assert drawn["points"] > 200
+    assert drawn["width"] > 300
+
+
+def test_chart_range_switch(browser, showcase):
+    page, _ = open_showcase(browser, showcase.url + "/metrics/crypto.price.btc_usd", "#chart canvas")
+    hour = page.evaluate("window.oculusChart.data[0].length")
+    page.click('[data-range="7d"]')
+    page.wait_for_url("**range=7d")
+    page.wait_for_selector("#chart canvas")
+    week = page.evaluate("window.oculusChart.data[0].length")
+    page.context.close()
+    assert hour <= 13
+    assert week > hour
+
+
+def test_dashboard_row_opens_symbol_page(browser, showcase):
+    page, _ = open_showcase(browser, showcase.url + "/", '[data-symbol="crypto.price.btc_usd"] time')
+    page.click('[data-symbol="crypto.price.btc_usd"] a[href="/metrics/crypto.price.btc_usd"]')
+    page.wait_for_selector("#chart canvas")
+    title = page.inner_text("[data-symbol-title]")
+    page.context.close()
+    assert title == "crypto.price.btc_usd"
+
+
+def test_sql_console_runs_query(browser, showcase, tmp_path):
+    page, errors = open_showcase(browser, showcase.url + "/query", "#sql")
+    page.fill("#sql", "SELECT symbol, value FROM latest ORDER BY symbol")
+    page.fill("#token", TOKEN)
+    page.click("#run")
+    page.wait_for_selector("#result table tbody tr")
+    rows = page.locator("#result tbody tr").count()
+    status = page.inner_text("#status")
+    link = page.get_attribute("#json-link", "href")
+    page.screenshot(path=str(tmp_path / "query-result.png"), full_page=True)
+    shutil.copyfile(tmp_path / "query-result.png", "/tmp/oculus-query.png")
+    page.context.close()
+    assert errors == []
+    assert rows >= 13
+    assert status.startswith(f"{rows} row(s)")
+    assert link.startswith("blob:")
+
+
+def test_sql_console_wrong_token(browser, showcase):
+    page, _ = open_showcase(browser, showcase.url + "/query", "#sql")
+    page.fill("#token", "not-the-token")
+    page.click("#run")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('401')")
+    result_hidden = page.evaluate("document.getElementById('result').hidden")
+    page.context.close()
+    assert result_hidden
+
+
+def test_sql_console_shows_rejection(browser, showcase):
+    page, _ = open_showcase(browser, showcase.url + "/query", "#sql")
+    page.fill("#sql", "SELECT * FROM read_csv('/etc/passwd')")
+    page.fill("#token", TOKEN)
+    page.click("#run")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('400')")
+    status = page.inner_text("#status")
+    page.context.close()
+    assert "read_csv() is not allowed" in status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from oculus.collectors import registry
 from oculus.storage import queries, utc_now
@@ -18,6 +19,9 @@ PANELS = (
 SPARK_WINDOW = timedelta(hours=1)
 SPARK_BUCKET_SECONDS = 60
 SPARK_WIDTH, SPARK_HEIGHT = 120, 28
+# The 24 h trend compares with the last good value in the hour before "24 h ago"; hourly collectors still have one.
+DAY = timedelta(hours=24)
+DAY_WINDOW = timedelta(hours=1)
 UNITS = {"rtt_ms": "ms", "loss_pct": "%"}
 LABELS = {"loss_pct": "loss", "status": "status", "rtt_ms": "rtt"}
 DEFAULT_INTERVAL = 30.0
@@ -39,6 +43,10 @@ class Row:
     trend: str = ""
     spark: str = ""
     badge: str = ""  # overrides UP/DOWN/STALE, e.g. CLOSED for a settled market
+    trend_24h: str = ""
+    change_24h: str = ""  # "+2.3 %" against the value 24 h ago
+    href: str = ""  # the page of the row's main symbol
+    debug_href: str = ""  # the debug page of the collector behind the row
 
 
 @dataclass
@@ -76,6 +84,24 @@ def trend_arrow(current: float | None, previous: float | None) -> str:
     return "↑" if current > previous else "↓"
 
 
+def change_text(current: float | None, reference: float | None) -> str:
+    """Return the relative change as "+2.3 %", or "" when there is nothing to compare."""
+    if current is None or reference is None:
+        return ""
+    if reference == 0:
+        return "" if current == 0 else "new"
+    text = f"{(current - reference) / abs(reference) * 100:+.1f} %"
+    return "0.0 %" if text in ("+0.0 %", "-0.0 %") else text
+
+
+def symbol_href(symbol: str) -> str:
+    return "/metrics/" + quote(symbol, safe="")
+
+
+def collector_href(spec) -> str:
+    return f"/collectors/{quote(spec.type, safe='')}/{quote(spec.name, safe='')}" if spec is not None else ""
+
+
 def spark_points(series: list, start: datetime) -> str:
     """Return SVG polyline points for [(bucket, value)] over the spark window."""
     if len(series) < 2:
@@ -105,14 +131,23 @@ def build_panels(cursor, collectors: list, symbol_owners: dict | None = None) ->
     start = now - SPARK_WINDOW
     spark_symbols = [_primary(items)["symbol"] for items in groups.values()]
     series = queries.sparklines(cursor, spark_symbols, start, SPARK_BUCKET_SECONDS)
+    day_ago = queries.values_before(cursor, spark_symbols, now - DAY, DAY_WINDOW)
 
     rows_by_category: dict[str, list[Row]] = {}
     for key, items in groups.items():
+        primary = _primary(items)
         if items[0]["category"] == "net":
-            row = _probe_row(key, items, probe_specs.get(key), now)
+            spec = probe_specs.get(key)
+            row = _probe_row(key, items, spec, now)
         else:
-            row = _market_row(items[0], symbol_owners.get(key), now)
-        row.spark = spark_points(series.get(_primary(items)["symbol"], []), start)
+            spec = symbol_owners.get(key)
+            row = _market_row(items[0], spec, now)
+        row.spark = spark_points(series.get(primary["symbol"], []), start)
+        reference = day_ago.get(primary["symbol"])
+        row.change_24h = change_text(primary["value"], reference)
+        row.trend_24h = "→" if row.change_24h == "0.0 %" else trend_arrow(primary["value"], reference)
+        row.href = symbol_href(primary["symbol"])
+        row.debug_href = collector_href(spec)
         rows_by_category.setdefault(items[0]["category"], []).append(row)
 
     titles = dict(PANELS)

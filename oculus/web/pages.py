@@ -1,10 +1,18 @@
-"""HTML pages: the dashboard and its live partial."""
+"""HTML pages: dashboard and its live partial, symbol charts, collector debug views, alerts, rules, SQL console."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import bottle
 
-from oculus.web.dashboard import build_panels, format_value
+from oculus.storage import queries, utc_now
+from oculus.web import alerts, symbols, targets
+from oculus.web.dashboard import UNITS, build_panels, format_value
+from oculus.web.jsonapi import to_json
+
+RECENT_ON_SYMBOL_PAGE = 10
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -21,6 +29,14 @@ def format_seconds(seconds: float | None) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(seconds // 3600, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def delivery_text(alert: dict) -> str:
+    """Summarize how an alert's notification went: the outcome the notifier reported, or whether it was sent."""
+    outcome = alert["delivery"]["outcome"]
+    if outcome is not None:
+        return outcome if isinstance(outcome, str) else json.dumps(outcome, default=str)
+    return "notified" if alert["delivery"]["last_notified"] else "not notified"
 
 
 def install_pages(app: bottle.Bottle, runtime, render, query_endpoint) -> None:
@@ -41,5 +57,70 @@ def install_pages(app: bottle.Bottle, runtime, render, query_endpoint) -> None:
         bottle.response.set_header("Cache-Control", "no-store")
         return render("partials/metrics", **dashboard_values())
 
+    @app.get("/metrics/<symbol>")
+    def symbol_page(symbol):
+        range_name = bottle.request.query.getunicode("range") or symbols.DEFAULT_RANGE
+        if range_name not in symbols.RANGES:
+            range_name = symbols.DEFAULT_RANGE
+        now = utc_now()
+        since = now - timedelta(seconds=symbols.RANGES[range_name])
+        step = symbols.default_step(symbols.RANGES[range_name])
+        cursor = reader()
+        detail = symbols.symbol_detail(cursor, symbol, since, now, step)
+        if detail is None:
+            bottle.response.status = 404
+            return render("symbol_missing", title=symbol, symbol=symbol)
 
-TEMPLATE_HELPERS = {"format_value": format_value, "format_seconds": format_seconds}
+        owners = runtime.scheduler.symbol_owners if runtime.scheduler is not None else {}
+        spec = owners.get(symbol)
+        recent = queries.recent_samples(cursor, [symbol], RECENT_ON_SYMBOL_PAGE)
+        chart = {"ts": [point["ts"] for point in detail["series"]],
+                 "avg": [point["avg"] for point in detail["series"]],
+                 "min": [point["min"] for point in detail["series"]],
+                 "max": [point["max"] for point in detail["series"]]}
+        return render("symbol", title=symbol, detail=detail, range_name=range_name, ranges=list(symbols.RANGES),
+                      spec=spec, recent=recent, related=alerts.alerts_for_symbol(cursor, symbol),
+                      chart_json=to_json(chart).replace("</", "<\\/"), unit=_unit(symbol, detail["latest"]))
+
+    @app.get("/collectors")
+    def collectors_page():
+        return render("collectors", title="Collectors", collectors=targets.list_collectors(runtime))
+
+    @app.get("/collectors/<kind>/<name>")
+    def collector_page(kind, name):
+        spec = targets.find_spec(runtime, kind, name)
+        if spec is None:
+            bottle.response.status = 404
+            return render("collector_missing", title=f"{kind}:{name}", key=f"{kind}:{name}")
+        detail = targets.collector_detail(runtime, reader(), spec)
+        return render("collector", title=spec.key, detail=detail, config_json=_pretty(detail["config"]))
+
+    @app.get("/alerts")
+    def alerts_page():
+        listing = alerts.list_alerts(reader(), "all", 200)
+        active = [alert for alert in listing["alerts"] if alert["state"] in ("firing", "pending")]
+        resolved = [alert for alert in listing["alerts"] if alert["state"] == "resolved"][:50]
+        return render("alerts", title="Alerts", active=active, resolved=resolved, events=listing["events"][:50],
+                      rule_count=len(alerts.list_rules(runtime, reader())))
+
+    @app.get("/rules")
+    def rules_page():
+        return render("rules", title="Rules", rules=alerts.list_rules(runtime, reader()))
+
+    @app.get("/query")
+    def query_page():
+        return render("query", title="SQL console", enabled=query_endpoint.enabled,
+                      max_rows=query_endpoint.limits.max_rows, timeout=query_endpoint.limits.timeout)
+
+
+def _unit(symbol: str, latest: dict | None) -> str:
+    tags = (latest or {}).get("tags") or {}
+    unit = str(tags.get("unit") or tags.get("currency") or UNITS.get(symbol.rsplit(".", 1)[-1], ""))
+    return "" if unit == "probability" else unit
+
+
+def _pretty(value) -> str:
+    return json.dumps(value, indent=2, default=str)
+
+
+TEMPLATE_HELPERS = {"format_value": format_value, "format_seconds": format_seconds, "delivery_text": delivery_text}

@@ -6,13 +6,14 @@
        then reload Oculus with <code class="text-slate-200">kill -HUP &lt;pid&gt;</code> or restart it.</p>
   % else:
     <h2 class="mb-2 text-base font-semibold text-slate-200">Waiting for the first samples</h2>
-    <p>{{collector_count}} collector(s) are scheduled; their first results appear here within one interval.</p>
+    <p>{{collector_count}} collector(s) are scheduled; their first results appear here within one interval.
+       <a href="/collectors" class="text-sky-300 hover:underline">Collectors</a> shows each one's runs and errors.</p>
   % end
   </section>
 % end
-% colours = {"net": ("text-sky-300", "bg-sky-400"), "crypto": ("text-amber-300", "bg-amber-400"), "stock": ("text-emerald-300", "bg-emerald-400"), "pred": ("text-violet-300", "bg-violet-400"), "custom": ("text-slate-300", "bg-slate-400")}
+% colours = {"net": ("text-sky-300", "bg-sky-400", "text-sky-400"), "crypto": ("text-amber-300", "bg-amber-400", "text-amber-400"), "stock": ("text-emerald-300", "bg-emerald-400", "text-emerald-400"), "pred": ("text-violet-300", "bg-violet-400", "text-violet-400"), "custom": ("text-slate-300", "bg-slate-400", "text-slate-400")}
 % for panel in panels:
-% heading, dot = colours.get(panel.category, ("text-slate-300", "bg-slate-400"))
+% heading, dot, spark = colours.get(panel.category, ("text-slate-300", "bg-slate-400", "text-slate-400"))
 <section class="mb-6" data-category="{{panel.category}}">
   <h2 class="mb-2 flex items-center gap-2 text-sm font-semibold uppercase tracking-wide {{heading}}">
     <span class="inline-block h-2 w-2 rounded-full {{dot}}"></span>{{panel.title}}
@@ -32,21 +33,28 @@
       <span class="w-14 rounded px-2 py-0.5 text-center text-xs font-semibold bg-rose-500/15 text-rose-300">DOWN</span>
       % end
       <div class="min-w-0">
-        <div class="truncate font-medium text-slate-100">{{row.name}} <span class="ml-1 text-xs font-normal text-slate-500">{{row.kind}}</span></div>
+        <div class="truncate font-medium text-slate-100"><a href="{{row.href}}" class="hover:text-sky-300 hover:underline">{{row.name}}</a> <span class="ml-1 text-xs font-normal text-slate-500">{{row.kind}}</span>
+          % if row.debug_href:
+          <a href="{{row.debug_href}}" class="ml-1 text-xs font-normal text-slate-500 hover:text-sky-300" title="runs, errors and effective config of this collector">debug</a>
+          % end
+        </div>
         <div class="truncate text-xs text-slate-500">{{row.target}}</div>
         % if row.error:
         <div class="break-words text-xs text-rose-300">{{row.error}}</div>
         % end
       </div>
       <div class="text-right sm:text-left">
-        <div class="font-mono text-lg text-slate-100" data-value>{{row.value}} <span class="text-sm text-slate-400">{{row.trend}}</span></div>
+        <div class="font-mono text-lg text-slate-100" data-value>{{row.value}} <span class="text-sm text-slate-400" title="against the previous sample">{{row.trend}}</span></div>
         <div class="text-xs text-slate-500">
+          % if row.change_24h:
+          <span class="mr-2 {{'text-emerald-400' if row.trend_24h == '↑' else 'text-rose-400' if row.trend_24h == '↓' else 'text-slate-400'}}" data-change-24h title="against the value 24 h ago">{{row.trend_24h}} {{row.change_24h}} 24h</span>
+          % end
           % for label, text in row.details:
           <span class="mr-2">{{label}} {{text}}</span>
           % end
         </div>
       </div>
-      <svg class="col-span-2 h-7 w-full text-sky-400 sm:col-span-1 sm:w-32" viewBox="0 0 120 28" preserveAspectRatio="none" aria-label="last hour">
+      <svg class="col-span-2 h-7 w-full {{spark}} sm:col-span-1 sm:w-32" viewBox="0 0 120 28" preserveAspectRatio="none" aria-label="last hour">
         % if row.spark:
         <polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{{row.spark}}" />
         % else:
