@@ -66,6 +66,31 @@ def idle_rss(runs: int, seconds: float) -> list[float]:
                 oculus.__exit__(None, None, None)
 
 
+# Each step runs in a new interpreter and prints its RSS; together they show where an idle process's memory goes.
+FLOOR_STEPS = {
+    "floor_python": ("bare Python", "pass"),
+    "floor_duckdb": ("Python + `import duckdb`", "import duckdb"),
+    "floor_database": ("Python + Oculus's database opened and migrated",
+                      "from oculus.storage import Database; Database(sys.argv[1]).open()"),
+    "floor_imports": ("the database, plus every module Oculus imports to run the default config",
+                      "from oculus.storage import Database; Database(sys.argv[1]).open(); "
+                      "import oculus.runtime, oculus.web.app, oculus.collectors.registry, requests, icmplib"),
+}
+RSS_SNIPPET = "import sys\n{}\nprint(int(open('/proc/self/statm').read().split()[1]) * {} / 2**20)"
+
+
+def rss_floors() -> dict[str, float]:
+    """Measure the RSS of each FLOOR_STEPS step in its own process, in MiB."""
+    floors = {}
+    for key, (_, code) in FLOOR_STEPS.items():
+        with tempfile.TemporaryDirectory(prefix="oculus-bench-floor-") as workdir:
+            output = subprocess.run([sys.executable, "-c", RSS_SNIPPET.format(code, common.PAGE_SIZE),
+                                     str(Path(workdir) / "floor.duckdb")], cwd=common.ROOT, capture_output=True,
+                                    text=True, check=True).stdout
+        floors[key] = float(output.split()[-1])
+    return floors
+
+
 def load_rss(targets: int, seconds: float, every: float) -> list[tuple[float, float, float]]:
     """Probe `targets` loopback URLs every 5 s for `seconds`; return (elapsed s, RSS MiB, CPU share) samples."""
     samples = []
@@ -115,6 +140,10 @@ def main(argv=None) -> int:
     idle = idle_rss(args.runs, size["idle"])
     print(f"idle RSS after {size['idle']} s: {', '.join(f'{value:.1f}' for value in idle)} MiB", flush=True)
 
+    floors = rss_floors()
+    print("RSS floors: " + ", ".join(f"{FLOOR_STEPS[key][0]} {value:.1f} MiB" for key, value in floors.items()),
+          flush=True)
+
     print(f"{size['targets']} HTTP targets every {INTERVAL:g} s for {size['load']} s", flush=True)
     samples = load_rss(size["targets"], size["load"], size["every"])
     tail = samples[len(samples) // 2:]
@@ -126,6 +155,9 @@ def main(argv=None) -> int:
         common.figure("idle_rss", f"RSS after {size['idle']} s idle, default config", idle, "MiB", ("<=", 80),
                       "blackbox + Prometheus + Alertmanager idle ≈ 92 MB together",
                       "the runs are separate processes started side by side"),
+        *[common.figure(key, f"floor: RSS of {FLOOR_STEPS[key][0]}", [value], "MiB", None, "",
+                        "one process started from the source tree, no thread started")
+          for key, value in floors.items()],
         common.figure("load_rss", f"RSS, {size['targets']} HTTP targets at {INTERVAL:g} s, second half of "
                       f"{size['load']} s", [rss for _, rss, _ in tail], "MiB", ("<=", 150),
                       "blackbox + Prometheus ≈ 210 MB",

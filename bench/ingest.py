@@ -10,10 +10,14 @@ the network are left out, so the figure is the write path's capacity.
 
 from __future__ import annotations
 
+import cProfile
+import io
+import pstats
+import statistics
+import sys
 import tempfile
 import threading
 import time
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +31,9 @@ from oculus.storage import Database  # noqa: E402
 from oculus.storage.writer import Writer  # noqa: E402
 
 SECONDS = {"smoke": 3, "quick": 10, "full": 60}
+# The default queue takes up to 10,000 runs of 100 samples here, which the writer needs many seconds to
+# drain at stop, so --smoke uses a small queue to keep the script short.
+SMOKE_QUEUE_SIZE = 200
 COLLECTORS = 20
 READINGS_PER_RUN = 100  # 20 collectors x 100 readings = 2,000 symbols, as many as 1,000 HTTP probes emit
 PRODUCERS = 2
@@ -66,13 +73,18 @@ def produce(scheduler: CollectorScheduler, collectors: list, deadline: float) ->
             scheduler.run_once(collector, state)
 
 
-def one_run(seconds: float) -> dict:
-    """Feed the writer from PRODUCERS threads for `seconds`; return the rate and the timeline."""
+def one_run(seconds: float, queue_size: int, profiler: cProfile.Profile | None = None) -> dict:
+    """Feed the writer from PRODUCERS threads for `seconds`; return the rate and the timeline.
+
+    With `profiler`, the writer thread runs under it (which slows it down).
+    """
     with tempfile.TemporaryDirectory(prefix="oculus-ingest-") as workdir:
         database = Database(str(Path(workdir) / "ingest.duckdb"))
         database.open()
-        writer = Writer(database, runtime_default("queue_size"), runtime_default("batch_size"),
+        writer = Writer(database, queue_size, runtime_default("batch_size"),
                         runtime_default("flush_interval"))
+        if profiler is not None:
+            writer._thread = threading.Thread(target=profiler.runcall, args=(writer._run,), daemon=True)
         writer.start()
         scheduler = CollectorScheduler(1, writer.put)
         collectors = [SyntheticCollector(index) for index in range(COLLECTORS)]
@@ -112,6 +124,43 @@ def _count_rows(path: str) -> int:
         return conn.execute("SELECT count(*) FROM samples").fetchone()[0]
 
 
+def conversion_floor(repeats: int = 10) -> float:
+    """Measure samples/s when a writer batch is only converted from Python lists into DuckDB.
+
+    That conversion (duckdb's handling of list parameters) is the one step of
+    the write path that grows with every sample and cannot be done in SQL, so
+    it bounds the writer from above.
+    """
+    import duckdb
+
+    from oculus.collectors.base import Sample
+    from oculus.storage import utc_now
+    from oculus.storage.writer import _columns
+
+    batch_size = runtime_default("batch_size")
+    ts = utc_now()
+    batch = [Sample(ts, "bench", f"bench.bench.c{i % COLLECTORS:02d}.m{i % READINGS_PER_RUN:03d}", float(i), True,
+                    1.5, {"status": 200}) for i in range(batch_size)]
+    query = ("SELECT count(*) FROM (SELECT unnest($1::TIMESTAMP[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), "
+             "unnest($4::DOUBLE[]), unnest($5::BOOLEAN[]), unnest($6::DOUBLE[]), unnest($7::VARCHAR[])::JSON)")
+    timings = []
+    with duckdb.connect() as conn:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            conn.execute(query, _columns(batch)).fetchone()
+            timings.append(time.perf_counter() - started)
+    return batch_size / statistics.median(timings)
+
+
+def profile_text(profiler: cProfile.Profile, limit: int = 15) -> str:
+    output = io.StringIO()
+    pstats.Stats(profiler, stream=output).sort_stats("tottime").print_stats(limit)
+    lines = [line for line in output.getvalue().splitlines() if line.strip()]
+    start = next((index for index, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0)
+    root = str(common.ROOT) + "/"
+    return "\n".join(["```"] + [line.replace(root, "") for line in lines[start:]] + ["```"])
+
+
 def timeline_table(timeline: list) -> str:
     rows = ["| time | queue length (items of 100 samples) | last batch (samples) | samples/s in this step |",
             "| --- | --- | --- | --- |"]
@@ -127,26 +176,42 @@ def timeline_table(timeline: list) -> str:
 def main(argv=None) -> int:
     args = common.parse_args(__doc__.splitlines()[0], argv)
     seconds = SECONDS[args.mode]
+    queue_size = SMOKE_QUEUE_SIZE if args.mode == "smoke" else runtime_default("queue_size")
     started = time.time()
     results = []
     for run in range(args.runs):
-        result = one_run(seconds)
+        result = one_run(seconds, queue_size)
         results.append(result)
         print(f"run {run + 1}/{args.runs}: {result['rate']:,.0f} samples/s, {result['batches']} batches, "
               f"max batch {result['max_batch']:,}, queue full {result['queue_full']} times, "
               f"{result['stored']:,} rows stored", flush=True)
+
+    floor = conversion_floor()
+    print(f"floor: converting one batch into DuckDB alone runs at {floor:,.0f} samples/s", flush=True)
+    profiler = cProfile.Profile()
+    profiled = one_run(min(seconds, 10), queue_size, profiler)
+    print(f"profiled run: {profiled['rate']:,.0f} samples/s", flush=True)
 
     figures = [
         common.figure("ingest_rate", f"ingest sustained for {seconds} s", [r["rate"] for r in results],
                       "samples/s", (">=", 100_000), "Prometheus appended ≈ 22,000/s at its limit",
                       f"{PRODUCERS} producer threads, {COLLECTORS * READINGS_PER_RUN:,} symbols, "
                       f"{READINGS_PER_RUN} samples per run; default queue, batch and flush settings"),
+        common.figure("ingest_floor", "converting batches from Python lists into DuckDB, nothing else", [floor],
+                      "samples/s", None, "", "an upper bound for the writer: no insert, no latest update, "
+                      "no producers"),
         common.figure("ingest_queue_full", "puts that found the queue full", [r["queue_full"] for r in results],
                       "puts", None, "", "each one waited up to 1 s and was then dropped and counted"),
     ]
     median_run = sorted(results, key=lambda r: r["rate"])[len(results) // 2]
-    sections = [{"title": "Queue length and batch sizes over the median run",
-                 "text": timeline_table(median_run["timeline"])}]
+    sections = [
+        {"title": "Queue length and batch sizes over the median run", "text": timeline_table(median_run["timeline"])},
+        {"title": "Profile of the writer thread",
+         "text": f"cProfile of the writer thread in one extra run (not counted above; {profiled['rate']:,.0f} "
+                 "samples/s under the profiler), functions by own time. cProfile does not list duckdb's "
+                 "execute() apart, so the own time of the writer functions that call it is duckdb converting "
+                 "the lists and running the SQL.\n\n" + profile_text(profiler)},
+    ]
     common.save_result("ingest", "Ingest", args, started, figures, sections)
     return 0
 

@@ -162,7 +162,8 @@ def _scenario_section(result: dict) -> list[str]:
              "| figure | median | min–max | runs | target | met | note |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for item in result["figures"]:
-        note = "; ".join(part for part in (item.get("reference"), item.get("note")) if part)
+        p95 = f"p95 {common.format_number(item['p95'])} {item['unit']}" if "p95" in item else ""
+        note = "; ".join(part for part in (p95, item.get("reference"), item.get("note")) if part)
         lines.append(f"| {item['title']} | {_value(item, 'median')} | {_range(item)} | {len(item['values'])} | "
                      f"{_target(item)} | {_verdict(item)} | {note} |")
     lines.append("")
