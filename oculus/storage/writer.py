@@ -337,9 +337,9 @@ def _columns(samples: list) -> list:
     ]
 
 
-# Each batch is copied from Python lists into this table once; samples and latest are then filled from it
-# in SQL. Converting Python objects is the costly step, so converting once is about twice as fast as
-# passing the lists to both statements. TEMP tables belong to the writer's connection alone.
+# Each batch is converted from Python lists into this table once, and samples and latest are then filled
+# from it in SQL. Converting Python objects is the costly step of an insert, so this saves converting the
+# newest rows a second time for latest. A TEMP table belongs to the writer's connection alone.
 _CREATE_STAGING = """
     CREATE TEMP TABLE IF NOT EXISTS writer_batch (
         position INTEGER, ts TIMESTAMP, category VARCHAR, symbol VARCHAR, value DOUBLE, success BOOLEAN,
