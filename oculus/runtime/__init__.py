@@ -12,6 +12,7 @@ from oculus import __version__
 from oculus.config import Config, ConfigError, load_config
 from oculus.logs import setup_logging
 from oculus.runtime.scheduler import CollectorScheduler
+from oculus.runtime.systemd import SystemdSupervisor
 from oculus.storage import Database, DatabaseOpenError
 from oculus.storage.writer import Command, Event, Writer, retention_command
 
@@ -39,6 +40,7 @@ class Runtime:
         self.notifications: queue.Queue = queue.Queue(maxsize=config.alerting.notify_queue_size)
         self.notifier = None
         self.web = None
+        self.systemd: SystemdSupervisor | None = None
         self.started_at = time.time()
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
@@ -71,6 +73,9 @@ class Runtime:
                           {"config": self.config.source, "collectors": len(self.config.collectors)})
         log.info("oculus started version=%s config=%s collectors=%d rules=%d dashboard=%s",
                  __version__, self.config.source, len(self.config.collectors), len(self.config.rules), self.web.url)
+        self.systemd = SystemdSupervisor.from_environment(self)
+        if self.systemd is not None:
+            self.systemd.start()
 
     def _start_rules(self) -> None:
         """Start the notification dispatcher and the rule thread; both need the writer running."""
@@ -185,6 +190,8 @@ class Runtime:
         deadline = time.monotonic() + budget
         log.info("stopping: draining the write queue timeout=%.1fs", budget)
         clean = True
+        if self.systemd is not None:
+            self.systemd.stopping()
 
         if self.scheduler is not None:
             self.scheduler.stop(timeout=min(3.0, budget / 3))

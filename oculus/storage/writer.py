@@ -32,6 +32,8 @@ LONG_LIVED_KIND = "close_1d"
 MAX_HELD_BATCHES = 20
 # After this many failed flushes in a row, rows are inserted one by one and the failing ones dropped.
 SALVAGE_AFTER = 3
+# A writer that has not flushed for this long (or ten flush intervals, if longer) is not keeping up.
+STALL_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -146,9 +148,13 @@ class Writer:
             return "writer thread is not running"
         if self.queue.qsize() >= 0.9 * self.queue.maxsize:
             return f"write queue is {self.queue.qsize()}/{self.queue.maxsize} full"
+        # The writer flushes at least once per flush_interval, even with nothing to insert, so a long
+        # silence means it is stuck in one step, such as a Command that does not return.
         idle = time.monotonic() - self.stats.last_flush_monotonic
-        if self.queue.qsize() and idle > max(10.0, 10 * self.flush_interval):
-            return f"writer has not flushed for {idle:.0f}s with {self.queue.qsize()} items queued"
+        if idle > max(STALL_SECONDS, 10 * self.flush_interval):
+            if self.queue.qsize():
+                return f"writer has not flushed for {idle:.0f}s with {self.queue.qsize()} items queued"
+            return f"writer has not finished a step for {idle:.0f}s"
         return None
 
     # -- writer thread -----------------------------------------------------
