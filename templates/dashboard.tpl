@@ -4,5 +4,5 @@
   <p class="text-xs text-slate-500">config: {{config_source}} · refreshes every 2 s</p>
 </div>
 <div id="metrics" hx-get="/partials/metrics" hx-trigger="every 2s" hx-swap="innerHTML">
-  % include('partials/metrics')
+  {{!metrics_html}}
 </div>

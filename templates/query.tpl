@@ -16,7 +16,7 @@
   <textarea id="sql" name="sql" rows="5" spellcheck="false"
             class="w-full rounded-lg border border-slate-700 bg-slate-900 p-3 font-mono text-sm text-slate-100 focus:border-sky-500 focus:outline-none">SELECT symbol, count(*) AS samples, avg(value) AS avg_value
 FROM metrics
-WHERE ts > now() - INTERVAL 1 HOUR
+WHERE ts > now()::TIMESTAMP - INTERVAL 1 HOUR
 GROUP BY symbol
 ORDER BY samples DESC
 LIMIT 20</textarea>

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import threading
 
 import pytest
 
 from oculus.web.dashboard import change_text
-from oculus.web.pages import format_seconds
-from tests.servers import http_get
+from oculus.web.pages import RenderCache, format_seconds
+from tests.servers import http_get, http_request
 from tests.test_web import row_html, start_runtime
 from tests.web_support import SECRET_HEADER, SHOWCASE, SHOWCASE_RULES, get_json, run_showcase
 
@@ -169,3 +171,55 @@ def test_change_text(current, reference, text):
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
 
+
+# -- render cache -------------------------------------------------------------------
+
+
+def test_render_cache_reuses_within_ttl():
+    cache = RenderCache(ttl=60.0)
+    builds = []
+    first = cache.get("k", lambda: builds.append(1) or "<p>one</p>")
+    second = cache.get("k", lambda: builds.append(2) or "<p>two</p>")
+    assert first is second
+    assert builds == [1]
+
+
+def test_render_cache_rebuilds_on_new_key():
+    cache = RenderCache(ttl=60.0)
+    cache.get("k1", lambda: "<p>one</p>")
+    assert cache.get("k2", lambda: "<p>two</p>").body == b"<p>two</p>"
+
+
+def test_render_cache_rebuilds_after_ttl():
+    cache = RenderCache(ttl=0.0)
+    cache.get("k", lambda: "<p>one</p>")
+    assert cache.get("k", lambda: "<p>two</p>").body == b"<p>two</p>"
+
+
+def test_render_cache_serves_previous_while_rendering():
+    cache = RenderCache(ttl=60.0)
+    cache.get("k1", lambda: "<p>old</p>")
+    rendering, release = threading.Event(), threading.Event()
+
+    def slow_build():
+        rendering.set()
+        release.wait(5)
+        return "<p>new</p>"
+
+    renderer = threading.Thread(target=cache.get, args=("k2", slow_build))
+    renderer.start()
+    assert rendering.wait(5)
+    during = cache.get("k2", lambda: "<p>not built</p>")
+    release.set()
+    renderer.join(5)
+    assert during.body == b"<p>old</p>"
+    assert cache.get("k2", lambda: "<p>not built</p>").body == b"<p>new</p>"
+
+
+def test_dashboard_gzip_when_accepted(url):
+    plain = http_request(url + "/partials/metrics")
+    compressed = http_request(url + "/partials/metrics", headers={"Accept-Encoding": "gzip"})
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in compressed.headers["vary"].lower()
+    assert "content-encoding" not in plain.headers
+    assert gzip.decompress(compressed.body).decode("utf-8").count('data-symbol="') == plain.text.count('data-symbol="')

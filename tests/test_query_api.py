@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -168,6 +169,37 @@ def test_query_usable_after_timeout(url, endpoint):
     endpoint.limits = QueryLimits(timeout=0.3)
     assert post_query(url, {"sql": SLOW_SQL}).status == 504
     assert post_query(url, {"sql": "SELECT 1"}).status == 200
+
+
+def test_query_busy_503_when_slots_taken(url, endpoint):
+    endpoint.limits = QueryLimits(timeout=2.0, max_concurrent=1, slot_wait=0.2)
+    endpoint._slots = threading.BoundedSemaphore(1)
+    slow = threading.Thread(target=post_query, args=(url, {"sql": SLOW_SQL}))
+    slow.start()
+    try:
+        time.sleep(0.3)
+        response = post_query(url, {"sql": "SELECT 1"})
+    finally:
+        slow.join(10)
+        endpoint._slots = threading.BoundedSemaphore(QueryLimits().max_concurrent)
+    assert_error_shape(response, 503, "busy")
+    assert response.headers["retry-after"] == "1"
+
+
+def test_query_waits_for_free_slot(url, endpoint):
+    endpoint.limits = QueryLimits(max_concurrent=1, slot_wait=5.0)
+    endpoint._slots = threading.BoundedSemaphore(1)
+    try:
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(post_query(url, {"sql": "SELECT 1"}).status))
+                   for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    finally:
+        endpoint._slots = threading.BoundedSemaphore(QueryLimits().max_concurrent)
+    assert results == [200] * 4
 
 
 # -- rejected SQL ---------------------------------------------------------------

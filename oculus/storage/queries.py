@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+from oculus.storage.database import utc_now
+
 SAMPLE_COLUMNS = ("ts", "category", "symbol", "value", "success", "duration_ms", "tags")
 
 
@@ -28,21 +30,39 @@ def latest(cursor) -> list[dict]:
     return _dicts(cursor, cursor.fetchall())
 
 
-def sparklines(cursor, symbols: list[str], since: datetime, bucket_seconds: int) -> dict[str, list]:
-    """Return {symbol: [(bucket_start, avg_value), ...]} of successful samples since `since`."""
+def sparkline_points(cursor, symbols: list[str], since: datetime, bucket_seconds: int,
+                     width: float, height: float) -> dict[str, str]:
+    """Return {symbol: SVG polyline points} of the per-bucket average of successful samples since `since`.
+
+    x spans `width` over the time from `since` to now, y spans `height` from the minimum (bottom, 2 px
+    margin) to the maximum (top). Symbols with fewer than two buckets are left out. DuckDB computes the
+    points, because building them in Python for 1,000 symbols took longer than the rest of the page.
+    """
     if not symbols:
         return {}
     cursor.execute("""
-        SELECT symbol, time_bucket(to_seconds(?::BIGINT), ts) AS bucket, avg(value) AS value
-        FROM samples
-        WHERE ts >= ? AND success AND value IS NOT NULL AND list_contains(?::VARCHAR[], symbol)
-        GROUP BY ALL
-        ORDER BY symbol, bucket
-    """, [bucket_seconds, since, symbols])
-    series: dict[str, list] = {}
-    for symbol, bucket, value in cursor.fetchall():
-        series.setdefault(symbol, []).append((bucket, value))
-    return series
+        WITH buckets AS (
+            SELECT symbol, time_bucket(to_seconds($bucket::BIGINT), ts) AS bucket, avg(value) AS value
+            FROM samples
+            WHERE ts >= $since AND success AND value IS NOT NULL
+              AND symbol IN (SELECT unnest($symbols::VARCHAR[]))
+            GROUP BY ALL
+        ), ranged AS (
+            SELECT *, min(value) OVER w AS low, max(value) OVER w AS high, count(*) OVER w AS buckets
+            FROM buckets
+            WINDOW w AS (PARTITION BY symbol)
+        )
+        SELECT symbol,
+               string_agg(printf('%.1f,%.1f',
+                                 least(greatest(epoch(bucket - $since) / $window * $width, 0), $width),
+                                 $height - 2 - (value - low) / coalesce(nullif(high - low, 0), 1) * ($height - 4)),
+                          ' ' ORDER BY bucket)
+        FROM ranged
+        WHERE buckets >= 2
+        GROUP BY symbol
+    """, {"bucket": bucket_seconds, "since": since, "symbols": symbols,
+          "window": (utc_now() - since).total_seconds(), "width": float(width), "height": float(height)})
+    return dict(cursor.fetchall())
 
 
 def samples(cursor, *, symbol: str | None = None, category: str | None = None,
@@ -101,40 +121,42 @@ def values_before(cursor, symbols: list[str], at: datetime, window: timedelta) -
     return dict(cursor.fetchall())
 
 
-def series(cursor, symbol: str, since: datetime, until: datetime, step_seconds: int) -> list[dict]:
-    """Return one row per `step_seconds` bucket: avg, min and max of the successful values, count and failures.
+def series(cursor, symbol: str, since: datetime, until: datetime, step_seconds: int) -> tuple[list[dict], dict]:
+    """Return per-bucket rows and a summary of one symbol's samples in [since, until).
 
-    Buckets start at multiples of the step since the Unix epoch, so the same step gives the same buckets.
+    Each bucket row has ts (its start), avg, min and max of the successful values, count and
+    failures; the summary has the same over the whole range plus first_ts and last_ts. Buckets
+    start at multiples of the step since the Unix epoch, so the same step gives the same buckets.
+    GROUPING SETS computes both in one scan of the range.
     """
     cursor.execute("""
-        SELECT time_bucket(to_seconds(?::BIGINT), ts, TIMESTAMP '1970-01-01') AS ts,
+        SELECT bucket,
                avg(value) FILTER (WHERE success) AS avg,
                min(value) FILTER (WHERE success) AS min,
                max(value) FILTER (WHERE success) AS max,
                count(*) AS count,
-               count(*) FILTER (WHERE NOT success) AS failures
-        FROM samples
-        WHERE symbol = ? AND ts >= ? AND ts < ?
-        GROUP BY 1
-        ORDER BY 1
-    """, [step_seconds, symbol, since, until])
-    return _dicts(cursor, cursor.fetchall())
-
-
-def summary(cursor, symbol: str, since: datetime, until: datetime) -> dict:
-    """Return count, failures, min, max and avg of one symbol's samples in [since, until)."""
-    cursor.execute("""
-        SELECT count(*) AS count,
                count(*) FILTER (WHERE NOT success) AS failures,
-               min(value) FILTER (WHERE success) AS min,
-               max(value) FILTER (WHERE success) AS max,
-               avg(value) FILTER (WHERE success) AS avg,
                min(ts) AS first_ts,
-               max(ts) AS last_ts
-        FROM samples
-        WHERE symbol = ? AND ts >= ? AND ts < ?
-    """, [symbol, since, until])
-    return _dicts(cursor, cursor.fetchall())[0]
+               max(ts) AS last_ts,
+               grouping(bucket) AS is_total
+        FROM (
+            SELECT time_bucket(to_seconds(?::BIGINT), ts, TIMESTAMP '1970-01-01') AS bucket, ts, value, success
+            FROM samples
+            WHERE symbol = ? AND ts >= ? AND ts < ?
+        )
+        GROUP BY GROUPING SETS ((bucket), ())
+        ORDER BY is_total, bucket
+    """, [step_seconds, symbol, since, until])
+    rows = _dicts(cursor, cursor.fetchall())
+    summary = {"count": 0, "failures": 0, "min": None, "max": None, "avg": None, "first_ts": None, "last_ts": None}
+    points = []
+    for row in rows:
+        if row.pop("is_total"):
+            summary = {key: row[key] for key in summary}
+        else:
+            points.append({"ts": row["bucket"], **{key: row[key] for key in ("avg", "min", "max", "count",
+                                                                                 "failures")}})
+    return points, summary
 
 
 def recent_samples(cursor, symbols: list[str], limit: int) -> list[dict]:

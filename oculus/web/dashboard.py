@@ -102,21 +102,6 @@ def collector_href(spec) -> str:
     return f"/collectors/{quote(spec.type, safe='')}/{quote(spec.name, safe='')}" if spec is not None else ""
 
 
-def spark_points(series: list, start: datetime) -> str:
-    """Return SVG polyline points for [(bucket, value)] over the spark window."""
-    if len(series) < 2:
-        return ""
-    values = [v for _, v in series]
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    points = []
-    for bucket, value in series:
-        x = (bucket - start).total_seconds() / SPARK_WINDOW.total_seconds() * SPARK_WIDTH
-        y = SPARK_HEIGHT - 2 - (value - low) / span * (SPARK_HEIGHT - 4)
-        points.append(f"{max(0.0, min(SPARK_WIDTH, x)):.1f},{y:.1f}")
-    return " ".join(points)
-
-
 def build_panels(cursor, collectors: list, symbol_owners: dict | None = None) -> list[Panel]:
     """Group the latest samples into panels: probes per target, market values per symbol."""
     now = utc_now()
@@ -130,7 +115,7 @@ def build_panels(cursor, collectors: list, symbol_owners: dict | None = None) ->
 
     start = now - SPARK_WINDOW
     spark_symbols = [_primary(items)["symbol"] for items in groups.values()]
-    series = queries.sparklines(cursor, spark_symbols, start, SPARK_BUCKET_SECONDS)
+    sparks = queries.sparkline_points(cursor, spark_symbols, start, SPARK_BUCKET_SECONDS, SPARK_WIDTH, SPARK_HEIGHT)
     day_ago = queries.values_before(cursor, spark_symbols, now - DAY, DAY_WINDOW)
 
     rows_by_category: dict[str, list[Row]] = {}
@@ -142,7 +127,7 @@ def build_panels(cursor, collectors: list, symbol_owners: dict | None = None) ->
         else:
             spec = symbol_owners.get(key)
             row = _market_row(items[0], spec, now)
-        row.spark = spark_points(series.get(primary["symbol"], []), start)
+        row.spark = sparks.get(primary["symbol"], "")
         reference = day_ago.get(primary["symbol"])
         row.change_24h = change_text(primary["value"], reference)
         row.trend_24h = "→" if row.change_24h == "0.0 %" else trend_arrow(primary["value"], reference)

@@ -27,14 +27,16 @@ class QueryLimits:
     """Limits of the SQL endpoint; tests shrink them."""
 
     def __init__(self, *, timeout: float = 5.0, max_rows: int = 1000, max_body_bytes: int = 64 * 1024,
-                 rate: float = 10.0, burst: int = 20, max_concurrent: int = 2):
+                 rate: float = 10.0, burst: int = 20, max_concurrent: int = 2, slot_wait: float = 1.0):
         self.timeout = timeout
         self.max_rows = max_rows
         self.max_body_bytes = max_body_bytes
         self.rate = rate
         self.burst = burst
-        # A few long queries must not hold every web thread, or the dashboard would stall.
+        # A few long queries must not hold every web thread, or the dashboard would stall. A query
+        # that finds every slot taken waits up to slot_wait seconds before it is answered 503.
         self.max_concurrent = max_concurrent
+        self.slot_wait = slot_wait
 
 
 class QueryEndpoint:
@@ -74,7 +76,7 @@ class QueryEndpoint:
         return self._run(sql, params, client)
 
     def _run(self, sql: str, params, client: str) -> str:
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.acquire(timeout=self.limits.slot_wait):
             raise ApiError(503, "busy", f"{self.limits.max_concurrent} queries are running already; retry in a moment",
                            {"Retry-After": "1"})
         outcome = "failed"

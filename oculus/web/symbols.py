@@ -38,12 +38,10 @@ def resolve_window(since: datetime | None, until: datetime | None, step: float |
 def symbol_detail(cursor, symbol: str, since: datetime, until: datetime, step_seconds: int) -> dict | None:
     """Return latest, stats and series of `symbol`, or None when it has never been sampled."""
     latest = queries.latest_of(cursor, symbol)
-    stats = queries.summary(cursor, symbol, since, until)
+    points, stats = queries.series(cursor, symbol, since, until, step_seconds)
     if latest is None and not stats["count"]:
         return None
-    failures = stats.pop("failures")
-    stats["failures"] = failures
-    stats["failure_rate"] = failures / stats["count"] if stats["count"] else None
+    stats["failure_rate"] = stats["failures"] / stats["count"] if stats["count"] else None
     return {
         "symbol": symbol,
         "category": latest["category"] if latest else symbol.split(".")[0],
@@ -52,7 +50,7 @@ def symbol_detail(cursor, symbol: str, since: datetime, until: datetime, step_se
         "until": until,
         "step": step_seconds,
         "stats": stats,
-        "series": queries.series(cursor, symbol, since, until, step_seconds),
+        "series": points,
     }
 
 
