@@ -72,6 +72,27 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (rule, instance)
         );
     """),
+    (3, "notification deliveries", """
+        -- One row per notification and channel. The rule engine inserts it as pending in the same
+        -- transaction as the alert state change; the dispatcher updates it after each attempt, so what
+        -- was not sent when the process stopped is sent after it starts again.
+        CREATE TABLE deliveries (
+            id           VARCHAR   PRIMARY KEY,   -- notification id ':' channel
+            notification VARCHAR   NOT NULL,      -- shared by the channels of one notification
+            channel      VARCHAR   NOT NULL,
+            rule         VARCHAR   NOT NULL,
+            instance     VARCHAR   NOT NULL,
+            state        VARCHAR   NOT NULL,      -- firing or resolved
+            severity     VARCHAR   NOT NULL,
+            status       VARCHAR   NOT NULL CHECK (status IN ('pending', 'retrying', 'delivered', 'failed')),
+            attempts     INTEGER   NOT NULL DEFAULT 0,
+            created_at   TIMESTAMP NOT NULL,      -- UTC, like every timestamp here
+            updated_at   TIMESTAMP NOT NULL,
+            next_attempt TIMESTAMP,               -- earliest time of the next attempt while retrying
+            last_error   VARCHAR,                 -- short phrase such as "HTTP 500", secrets masked
+            content      JSON      NOT NULL       -- the notification, to rebuild the message after a restart
+        );
+    """),
 ]
 
 

@@ -243,6 +243,20 @@ def alert_states_mentioning(cursor, text: str) -> list[dict]:
     return _rows_with_json(cursor, ("labels",))
 
 
+def latest_deliveries(cursor) -> list[dict]:
+    """Return the newest notification delivery per rule instance and channel, newest first.
+
+    Each row has rule, instance, channel, state (firing or resolved), status (pending, retrying,
+    delivered or failed), attempts, last_error and updated_at.
+    """
+    cursor.execute("""
+        SELECT rule, instance, channel, state, status, attempts, last_error, updated_at FROM deliveries
+        QUALIFY row_number() OVER (PARTITION BY rule, instance, channel ORDER BY created_at DESC, updated_at DESC) = 1
+        ORDER BY updated_at DESC, channel
+    """)
+    return _dicts(cursor, cursor.fetchall())
+
+
 def _rows_with_json(cursor, json_columns: tuple) -> list[dict]:
     rows = _dicts(cursor, cursor.fetchall())
     for row in rows:

@@ -129,11 +129,20 @@ def list_alerts(cursor, state: str = "active", limit: int = 100) -> dict:
         states = (state,)
     now = utc_now()
     events = queries.alert_events(cursor, limit=limit)
-    alerts = [_alert_view(row, now, events) for row in queries.alert_states(cursor, states=states)]
+    deliveries = _deliveries_by_alert(cursor)
+    alerts = [_alert_view(row, now, events, deliveries) for row in queries.alert_states(cursor, states=states)]
     return {"alerts": alerts[:limit], "events": events}
 
 
-def _alert_view(row: dict, now: datetime, events: list[dict]) -> dict:
+def _deliveries_by_alert(cursor) -> dict[tuple, list[dict]]:
+    """Return the newest delivery per channel of each alert instance, keyed by (rule, instance)."""
+    grouped: dict[tuple, list[dict]] = {}
+    for row in queries.latest_deliveries(cursor):
+        grouped.setdefault((row["rule"], row["instance"]), []).append(row)
+    return grouped
+
+
+def _alert_view(row: dict, now: datetime, events: list[dict], deliveries: dict | None = None) -> dict:
     started = row["fired_at"] if row["state"] == "firing" else row["active_since"]
     if row["state"] == "resolved" and row["resolved_at"]:
         ended = row["resolved_at"]
@@ -141,8 +150,29 @@ def _alert_view(row: dict, now: datetime, events: list[dict]) -> dict:
     else:
         ended = now
     duration = (ended - started).total_seconds() if started else None
+    channels = [_channel_delivery(item) for item in (deliveries or {}).get((row["rule"], row["instance"]), [])]
+    outcome = _delivery_summary(channels) if channels else _delivery_outcome(row, events)
     return {**row, "duration_seconds": duration,
-            "delivery": {"last_notified": row["last_notified"], "outcome": _delivery_outcome(row, events)}}
+            "delivery": {"last_notified": row["last_notified"], "outcome": outcome, "channels": channels}}
+
+
+def _channel_delivery(row: dict) -> dict:
+    return {"channel": row["channel"], "state": row["state"], "status": row["status"], "attempts": row["attempts"],
+            "error": row["last_error"], "updated_at": row["updated_at"]}
+
+
+def _delivery_summary(channels: list[dict]) -> str:
+    """Summarize the newest notification of an alert, such as "firing: email delivered, slack retrying (HTTP 500)"."""
+    newest_state = channels[0]["state"]
+    parts = []
+    for item in channels:
+        if item["state"] != newest_state:
+            continue
+        part = f"{item['channel']} {item['status']}"
+        if item["status"] != "delivered" and item["error"]:
+            part += f" ({item['error']})"
+        parts.append(part)
+    return f"{newest_state}: {', '.join(parts)}"
 
 
 def _delivery_outcome(row: dict, events: list[dict]):
@@ -165,5 +195,7 @@ def alerts_for_symbol(cursor, symbol: str, limit: int = 50) -> dict:
     """Return alert instances and events whose labels, message or payload contain `symbol`."""
     now = utc_now()
     events = queries.alert_events(cursor, mentioning=symbol, limit=limit)
-    return {"alerts": [_alert_view(row, now, events) for row in queries.alert_states_mentioning(cursor, symbol)],
+    deliveries = _deliveries_by_alert(cursor)
+    return {"alerts": [_alert_view(row, now, events, deliveries)
+                       for row in queries.alert_states_mentioning(cursor, symbol)],
             "events": events}
