@@ -1,4 +1,4 @@
-"""Command line: ``oculus [run|check|version|rules test]`` with the shared options.
+"""Command line: ``oculus [run|check|version|rules test|notify test]`` with the shared options.
 
 Heavy libraries (duckdb, requests, apprise) are imported only inside the
 commands that need them, so ``--help`` and ``version`` start fast.
@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--since", metavar="DURATION", default="7d",
                       help="how far back from now to replay, such as 1h or 7d (default 7d)")
     test.add_argument("--json", action="store_true", help="print one JSON object per transition")
+
+    notify = commands.add_parser("notify", help="work with notification channels")
+    notify_commands = notify.add_subparsers(dest="notify_command", metavar="SUBCOMMAND", required=True)
+    notify_test = notify_commands.add_parser(
+        "test", parents=[options], help="send a test message through one configured channel and print the outcome",
+        description="Send one test alert through CHANNEL, once and without retries, and print whether it was "
+                    "delivered. Nothing is stored in the database. Exit 0 when delivered, 1 when not, 2 for an "
+                    "invalid config or an unknown channel.")
+    notify_test.add_argument("channel", metavar="CHANNEL", help="name of a channel under channels: in the config")
+    notify_test.add_argument("--severity", choices=("info", "warn", "error", "critical"), default="info",
+                             help="severity of the test alert; critical also shows the channel's mention "
+                                  "(default info)")
     return parser
 
 
@@ -83,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(config_path, flags, args.json)
     if command == "rules":
         return _rules_test(config_path, flags, args)
+    if command == "notify":
+        return _notify_test(config_path, flags, args)
     return _run(config_path, flags)
 
 
@@ -131,6 +145,21 @@ def _rules_test(config_path, flags, args) -> int:
 
     return run_backtest(config, config.database.path, since, args.rule, args.json,
                         out=lambda line: print(line, flush=True), err=lambda line: print(line, file=sys.stderr))
+
+
+def _notify_test(config_path, flags, args) -> int:
+    config, problems = _load(config_path, flags)
+    if config is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2
+
+    from oculus.logs import setup_logging
+    from oculus.notify.sendtest import send_test
+
+    setup_logging(config.logging.level, config.logging.format)
+    return send_test(config, args.channel, args.severity, out=lambda line: print(line, flush=True),
+                     err=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def _run(config_path, flags) -> int:

@@ -252,15 +252,6 @@ def test_check_warns_on_unknown_symbol(tmp_path, capsys):
                                   'symbol "net.http.api.status"; the rule reports no data until one does']
 
 
-def test_check_warns_on_channels(tmp_path, capsys):
-    path = write_config(tmp_path, "channels:\n  telegram: {}\n")
-    status = cli.main(["check", "--json", "-c", path])
-    result = json.loads(capsys.readouterr().out)
-    assert status == 0
-    assert result["warnings"] == [f"{path}: channels are not used by this version of Oculus; "
-                                  "rules notify through the log channel only"]
-
-
 def test_check_reads_oculus_config(monkeypatch, capsys):
     monkeypatch.setenv("OCULUS_CONFIG", str(DATA / "invalid-server-port.yaml"))
     assert cli.main(["check"]) == 2

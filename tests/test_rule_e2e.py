@@ -73,8 +73,6 @@ def test_examples_notify_log_channel(examples, caplog):
 
     messages = [r.getMessage() for r in caplog.records if r.name == "oculus.notify"]
     assert messages == [
-        "notification channel telegram is not delivered: this version of Oculus sends notifications to "
-        "the log channel only rule=btc_price_alert",
         "alert firing rule=btc_price_alert instance=- severity=info value=101000.0 "
         "message=BTC crossed $100k: 101000",
     ]

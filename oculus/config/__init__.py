@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from oculus.config import schema
-from oculus.config.schema import COLLECTOR_COMMON, SECTIONS, Invalid
+from oculus.config.schema import CHANNEL_COMMON, CHANNEL_FIELDS, COLLECTOR_COMMON, DEFAULT_BATCH, SECTIONS, Invalid
 from oculus.config.values import Secret, format_duration, parse_duration, reveal
 from oculus.config.yamlsource import Located, YamlSyntaxError, load_located
 from oculus.resources import default_config_path
 
 __all__ = [
+    "ChannelSpec",
     "CollectorSpec",
     "Config",
     "ConfigError",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 EMBEDDED_DEFAULT = "<embedded default>"
+LOG_CHANNEL = "log"
 TOP_LEVEL_KEYS = tuple(s.name for s in SECTIONS) + ("collectors", "rules", "channels")
 # ${NAME}, ${NAME:-default}, the escape $$, or any other ${...} (reported as malformed).
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$|\$\{[^}]*\}?")
@@ -111,6 +113,33 @@ class CollectorSpec:
         }
 
 
+@dataclass
+class ChannelSpec:
+    """One validated notification channel; `options` contains the fields of its type (secrets as Secret)."""
+
+    name: str
+    type: str
+    batch: float
+    retries: int
+    retry_delay: float
+    timeout: float
+    mention: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def public_dict(self) -> dict:
+        """Return the effective settings with secrets masked, for the API, logs and `oculus notify test`."""
+        return {
+            "name": self.name, "type": self.type, "batch": format_duration(self.batch), "retries": self.retries,
+            "retry_delay": format_duration(self.retry_delay), "timeout": format_duration(self.timeout),
+            "mention": self.mention, **{k: _mask(v) for k, v in self.options.items()},
+        }
+
+
+def log_channel() -> ChannelSpec:
+    """Return the log channel that every config has, declared or not."""
+    return ChannelSpec(LOG_CHANNEL, "log", 0.0, 0, 10.0, 10.0)
+
+
 def _mask(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -131,6 +160,7 @@ class Config:
     logging: SimpleNamespace
     runtime: SimpleNamespace
     alerting: SimpleNamespace
+    notifications: SimpleNamespace
     collectors: list = field(default_factory=list)
     rules: list = field(default_factory=list)
     channels: dict = field(default_factory=dict)
@@ -314,10 +344,85 @@ class _Loader:
 
     # -- rules -------------------------------------------------------------
 
-    def rules(self, raw, collectors: list) -> list:
+    def rules(self, raw, collectors: list, channels: dict, default_channels: dict) -> list:
         from oculus.rules.spec import RuleLoader
 
-        return RuleLoader(self, collectors).load(raw)
+        return RuleLoader(self, collectors, channels, default_channels).load(raw)
+
+    # -- notification channels ---------------------------------------------
+
+    def channels(self, raw) -> dict[str, ChannelSpec]:
+        """Validate `channels:`; the log channel exists even when it is not declared."""
+        channels = {LOG_CHANNEL: log_channel()}
+        if raw is None:
+            return channels
+        if not isinstance(raw, dict):
+            self.problem(("channels",), "expected a mapping of channel names to settings, such as "
+                         "{ops_mail: {type: email, ...}}")
+            return channels
+        for name, item in raw.items():
+            path = ("channels", name)
+            try:
+                schema.symbol_name(name)
+            except Invalid as exc:
+                self.problem(path, f"invalid channel name: {exc}")
+                continue
+            spec = self.channel(str(name), item, path)
+            if spec is not None:
+                channels[spec.name] = spec
+        return channels
+
+    def channel(self, name: str, item, path: tuple) -> ChannelSpec | None:
+        if not isinstance(item, dict):
+            self.problem(path, f"expected a mapping with a type, one of {', '.join(schema.CHANNEL_TYPES)}")
+            return None
+        if "type" not in item:
+            self.problem(path, f'missing required key "type": one of {", ".join(schema.CHANNEL_TYPES)}')
+            return None
+        kind = reveal(item["type"])
+        if kind not in CHANNEL_FIELDS:
+            self.problem(path + ("type",), f"unknown channel type {_quoted(kind)}; known types: "
+                         f"{', '.join(schema.CHANNEL_TYPES)}")
+            return None
+
+        fields = CHANNEL_COMMON + CHANNEL_FIELDS[kind]
+        names = [f.name for f in fields]
+        for key in item:
+            if key not in names:
+                self.unknown_key(path, key, names)
+        values = {}
+        before = len(self.problems)
+        for f in fields:
+            if f.name in item:
+                values[f.name] = self.parse(f, item[f.name], path + (f.name,))
+            elif f.required:
+                self.problem(path, f'missing required key "{f.name}": {f.help}')
+            else:
+                values[f.name] = f.default
+        if len(self.problems) > before:
+            return None
+
+        common = {f.name: values.pop(f.name) for f in CHANNEL_COMMON}
+        if common["batch"] is None:
+            common["batch"] = DEFAULT_BATCH.get(kind, 0.0)
+        spec = ChannelSpec(name=name, options=values, **common)
+
+        # Built once here, so a URL that apprise rejects is a config error rather than a failure at the first alert.
+        from oculus.notify.channels import channel_problem
+
+        problem = channel_problem(spec)
+        if problem is not None:
+            self.problem(path, problem)
+            return None
+        return spec
+
+    def default_channels(self, notifications: SimpleNamespace, channels: dict) -> None:
+        """Report the channel names in notifications.default_channels that are not configured."""
+        for severity, names in (notifications.default_channels or {}).items():
+            for name in names:
+                if name not in channels:
+                    self.problem(("notifications", "default_channels", severity),
+                                 unknown_channel_message(name, channels))
 
     # -- whole document ----------------------------------------------------
 
@@ -338,20 +443,22 @@ class _Loader:
         sections = {s.name: self.section(s, data.get(s.name)) for s in SECTIONS}
         collectors = self.collectors(data.get("collectors"))
 
-        rules = self.rules(data.get("rules"), collectors)
-        channels = data.get("channels") or {}
-        if not isinstance(channels, dict):
-            self.problem(("channels",), "expected a mapping of channel names to settings")
-            channels = {}
-        if channels:
-            # NOTE: notification channels are not built yet; only the log channel delivers notifications.
-            self.warnings.append(f"{self.source}: channels are not used by this version of Oculus; "
-                                 "rules notify through the log channel only")
+        channels = self.channels(data.get("channels"))
+        notifications = sections["notifications"]
+        self.default_channels(notifications, channels)
+        rules = self.rules(data.get("rules"), collectors, channels, notifications.default_channels or {})
 
         if self.problems:
             raise ConfigError(self.problems)
         return Config(self.source, collectors=collectors, rules=rules, channels=channels,
                       warnings=self.warnings, **sections)
+
+
+def unknown_channel_message(name: str, channels: dict) -> str:
+    """Describe a channel name that is not configured, with a "did you mean" hint."""
+    hint = difflib.get_close_matches(name, list(channels), n=1)
+    message = f'unknown channel "{name}"; configured channels: {", ".join(sorted(channels))}'
+    return message + (f'; did you mean "{hint[0]}"?' if hint else "; declare it under channels:")
 
 
 def _quoted(value) -> str:

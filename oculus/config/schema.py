@@ -262,7 +262,57 @@ ALERTING = Section(
     "Rule evaluation: how often rules run and how missing data is treated.",
 )
 
-SECTIONS = (SERVER, DATABASE, LOGGING, RUNTIME, ALERTING)
+SEVERITIES = ("info", "warn", "error", "critical")
+
+
+def optional_url(value):
+    """An http:// or https:// address without a trailing slash, or None (the setting is off)."""
+    plain, shown = _plain(value)
+    if plain is None or (isinstance(plain, str) and not plain.strip()):
+        return None
+    if not isinstance(plain, str) or not re.match(r"https?://[^/\s]+", plain.strip()):
+        raise Invalid(f"expected an http:// or https:// address such as https://oculus.example.com, got {shown}")
+    return plain.strip().rstrip("/")
+
+
+def name_list(value):
+    """A list of names, or one name; used for a rule's notification channels."""
+    plain, shown = _plain(value)
+    items = [plain] if isinstance(plain, str) else plain
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
+        raise Invalid(f"expected a list of channel names such as [log, telegram], got {shown}")
+    return tuple(item.strip() for item in items)
+
+
+def severity_channels(value):
+    """A mapping of severities to channel lists, such as {critical: [email, slack]}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a mapping of severities to channel lists, such as {{critical: [email, slack]}}, "
+                      f"got {_got(value)}")
+    result = {}
+    for key, item in value.items():
+        if key not in SEVERITIES:
+            raise Invalid(f"unknown severity {_got(key)}; expected one of {', '.join(SEVERITIES)}")
+        result[key] = name_list(item)
+    return result
+
+
+NOTIFICATIONS = Section(
+    "notifications",
+    (
+        Field("base_url", optional_url, None,
+              "Dashboard address that notification links start with, such as https://oculus.example.com; "
+              "default: this instance's own address from server.bind and server.port."),
+        Field("default_channels", severity_channels, {},
+              "Channels of the rules that set no channels, per severity, such as {critical: [email, slack]}; "
+              "a severity not listed here goes to the log channel."),
+    ),
+    "Alert notifications: links in messages and the channels of rules that name none.",
+)
+
+SECTIONS = (SERVER, DATABASE, LOGGING, RUNTIME, ALERTING, NOTIFICATIONS)
 
 # Fields every collector accepts, whatever its type.
 COLLECTOR_COMMON = (
@@ -277,15 +327,6 @@ COLLECTOR_COMMON = (
 # -- rules ------------------------------------------------------------------
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def name_list(value):
-    """A list of names, or one name; used for a rule's notification channels."""
-    plain, shown = _plain(value)
-    items = [plain] if isinstance(plain, str) else plain
-    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
-        raise Invalid(f"expected a list of channel names such as [log, telegram], got {shown}")
-    return tuple(item.strip() for item in items)
 
 
 def sql_params(value):
@@ -328,7 +369,9 @@ RULE_COMMON = (
     Field("cooldown", duration(0), 0.0, "Minimum time between two notifications of the same alert."),
     Field("repeat", duration(1), None, "Send the notification again this often while the alert keeps firing."),
     Field("notify_resolved", boolean, True, "Send a notification when the alert resolves."),
-    Field("channels", name_list, ("log",), "Notification channels; log writes to the Oculus log."),
+    Field("channels", name_list, None,
+          "Names of the channels that notify this rule's alerts; default: notifications.default_channels for "
+          "the rule's severity, else [log], which writes to the Oculus log."),
 )
 
 SIMPLE_RULE_FIELDS = (
@@ -343,3 +386,96 @@ SQL_RULE_FIELDS = (
     Field("every", duration(1), None, "Time between two runs of the query; default 1m. Set every or cron."),
     Field("cron", cron_expression, None, 'Cron schedule of the query in UTC, such as "*/5 * * * *".'),
 )
+
+
+# -- notification channels ----------------------------------------------------
+
+CHANNEL_TYPES = ("log", "email", "telegram", "discord", "slack", "apprise", "webhook")
+
+
+def identifier(value):
+    """A non-empty string or a whole number written as text, such as a Telegram chat id."""
+    plain, shown = _plain(value)
+    if isinstance(plain, int) and not isinstance(plain, bool):
+        return str(plain)
+    if isinstance(plain, str) and plain.strip():
+        return plain.strip()
+    raise Invalid(f'expected an id such as "123456" or "@channel_name", got {shown}')
+
+
+_ADDRESS = re.compile(r"[^@\s<>,]+@[^@\s<>,]+")
+
+
+def address_list(value):
+    """One e-mail address, or a list of them."""
+    plain, shown = _plain(value)
+    items = [plain] if isinstance(plain, str) else plain
+    if not isinstance(items, list) or not items:
+        raise Invalid(f"expected an e-mail address or a list of them, such as [ops@example.com], got {shown}")
+    for item in items:
+        if not isinstance(item, str) or not _ADDRESS.fullmatch(item.strip()):
+            raise Invalid(f"expected an e-mail address such as ops@example.com, got {_got(item)}")
+    return tuple(item.strip() for item in items)
+
+
+def email_address(value):
+    """One e-mail address."""
+    plain, shown = _plain(value)
+    if not isinstance(plain, str) or not _ADDRESS.fullmatch(plain.strip()):
+        raise Invalid(f"expected an e-mail address such as alerts@example.com, got {shown}")
+    return plain.strip()
+
+
+# Fields every channel accepts, whatever its type.
+CHANNEL_COMMON = (
+    Field("type", choice(*CHANNEL_TYPES), REQUIRED, f"Channel type: {', '.join(CHANNEL_TYPES)}."),
+    Field("batch", duration(0, 86400), None,
+          "Window in which this channel's alerts are collected into one message that lists them; 0s sends each "
+          "alert at once. Default 1m for email, 0s for the other types."),
+    Field("retries", integer(0, 20), 3,
+          "Attempts after a failed first one; the wait doubles after each, and a rate-limited answer's "
+          "Retry-After is used instead when it is given."),
+    Field("retry_delay", duration(0.01, 3600), 10.0, "Wait before the first retry."),
+    Field("timeout", duration(0.1, 300), 10.0, "Time one delivery attempt may take, per connection step."),
+    Field("mention", text, None,
+          "Text put before critical firing alerts to page people: <!channel> or <@USER_ID> on Slack, "
+          "@here or <@USER_ID> on Discord, @username on Telegram, any text elsewhere."),
+)
+
+CHANNEL_FIELDS = {
+    "log": (),
+    "email": (
+        Field("smtp_host", text, REQUIRED, "SMTP server name or address."),
+        Field("smtp_port", integer(1, 65535), 587, "SMTP server port: 587 for STARTTLS, 465 for implicit TLS."),
+        Field("smtp_user", text, None, "User name to log in with; no login without one."),
+        Field("smtp_pass", optional_secret, None, "Password to log in with; write it as ${ENV_NAME}."),
+        Field("tls", choice("auto", "starttls", "ssl", "off"), "auto",
+              "Transport security: ssl (implicit TLS), starttls, off (plain text, for a relay on this host), or "
+              "auto: ssl on port 465, else starttls."),
+        Field("from", email_address, REQUIRED, "Sender address."),
+        Field("to", address_list, REQUIRED, "Recipient addresses."),
+    ),
+    "telegram": (
+        Field("bot_token", secret, REQUIRED, "Bot token from @BotFather; write it as ${ENV_NAME}."),
+        Field("chat_id", identifier, REQUIRED, "Chat, group or channel id (such as -1001234567890) or @channel name."),
+    ),
+    "discord": (
+        Field("webhook", secret, REQUIRED,
+              "Webhook URL, https://discord.com/api/webhooks/ID/TOKEN; write it as ${ENV_NAME}."),
+    ),
+    "slack": (
+        Field("webhook", secret, REQUIRED,
+              "Incoming webhook URL, https://hooks.slack.com/services/T.../B.../...; write it as ${ENV_NAME}."),
+    ),
+    "apprise": (
+        Field("url", secret, REQUIRED,
+              "Any apprise URL, such as ntfys://ntfy.sh/topic or pover://USER@TOKEN; write it as ${ENV_NAME}."),
+    ),
+    "webhook": (
+        Field("url", secret, REQUIRED, "Address that receives a JSON POST of the alerts."),
+        Field("headers", string_map, {}, "Extra request headers, such as {Authorization: ${HOOK_TOKEN}}."),
+    ),
+}
+
+# The batch window of each type when the channel sets none: mail is read in batches, chat is not.
+DEFAULT_BATCH = {"email": 60.0}

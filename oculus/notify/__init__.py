@@ -1,5 +1,6 @@
-"""Notifications: the queue between the rule engine and the channels, and the dispatcher thread."""
+"""Notifications: the queue between the rule engine and the channels, the dispatcher and the channel workers."""
 
-from oculus.notify.dispatcher import Notification, NotificationDispatcher
+from oculus.notify.dispatcher import NotificationDispatcher
+from oculus.notify.notification import Notification
 
 __all__ = ["Notification", "NotificationDispatcher"]

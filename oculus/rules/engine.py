@@ -1,10 +1,10 @@
 """The rule thread: evaluates every rule each interval, stores the result, then queues notifications.
 
-Order matters for "never twice": a pass's alert_state rows and `events` rows
-are committed by the writer before its notifications are queued. A process
-killed in between restarts from the committed state, which already says
-"firing", so the alert is not notified again. The price is that such a kill
-can lose that one notification.
+Order matters for "never twice, never lost": a pass's alert_state rows, its
+`events` rows and one pending deliveries row per notification and channel are
+committed by the writer in one transaction before the notifications are
+queued. A process killed in between restarts from the committed state, which
+already records "firing", and its dispatcher sends the pending deliveries.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import duckdb
 
 from oculus.logs import RateLimitedLog
 from oculus.notify import Notification
+from oculus.notify.store import pending_deliveries
 from oculus.rules.evaluator import Evaluator, PassResult
 from oculus.rules.state import FIRING, PENDING, RESOLVED
 from oculus.rules.store import load_alerts, save_command
@@ -100,8 +101,9 @@ class RuleEngine:
             self._restore(cursor)
         now = self.clock() if now is None else now
         result = self.evaluator.evaluate(cursor, now)
-        self._save(result.changed, [transition_event(t) for t in result.transitions])
-        self._notify(result)
+        notifications = self._notifications(result)
+        self._save(result.changed, [transition_event(t) for t in result.transitions], notifications)
+        self._queue(notifications)
         self.passes += 1
         self.last_pass = result
         return result
@@ -131,29 +133,39 @@ class RuleEngine:
             log.info("alerts of removed rules resolved count=%d", len(retired))
             self._save(retired, events)
 
-    def _save(self, alerts: list, events: list[Event]) -> None:
+    def _save(self, alerts: list, events: list[Event], notifications: list[Notification] = ()) -> None:
         if not alerts and not events:
             return
         timeout = max(MIN_SAVE_TIMEOUT, self.alerting.interval)
+        now = self.clock()
+        command = save_command(alerts, events, [], pending_deliveries(list(notifications), now), now)
         try:
-            self.writer.run_command(save_command(alerts, events, []), "alert state", timeout=timeout)
+            self.writer.run_command(command, "alert state", timeout=timeout)
         except (TimeoutError, duckdb.Error) as exc:
             # Notifications still go out: a missed alert is worse than a rare duplicate after a restart.
             self._error_log.error("save", "alert state not stored error=%s", exc)
 
-    def _notify(self, result: PassResult) -> None:
+    def _notifications(self, result: PassResult) -> list[Notification]:
+        notifications = []
         for transition in result.transitions:
             if not transition.notify or transition.state not in NOTIFY_STATES:
                 continue
-            notification = Notification(transition.rule, transition.instance, transition.state, transition.severity,
-                                        transition.message, transition.ts, transition.value, transition.labels,
-                                        transition.channels, transition.reason)
+            notifications.append(Notification(transition.rule, transition.instance, transition.state,
+                                              transition.severity, transition.message, transition.ts,
+                                              transition.value, transition.labels, transition.channels,
+                                              transition.reason, transition.started_at))
+        return notifications
+
+    def _queue(self, notifications: list[Notification]) -> None:
+        for notification in notifications:
             try:
                 self.notifications.put_nowait(notification)
             except queue.Full:
+                # The pending deliveries are stored, so the next start sends them; this process does not.
                 self.notifications_dropped += 1
-                self._error_log.error("notify-full", "notification queue full, notification dropped rule=%s "
-                                      "dropped_total=%d", transition.rule, self.notifications_dropped)
+                self._error_log.error("notify-full", "notification queue full, notification not sent until the "
+                                      "next start rule=%s dropped_total=%d", notification.rule,
+                                      self.notifications_dropped)
 
     # -- health --------------------------------------------------------------
 

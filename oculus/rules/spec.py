@@ -45,9 +45,11 @@ class RuleSpec:
 class RuleLoader:
     """Validate rules on behalf of the config loader, which collects the problems and warnings."""
 
-    def __init__(self, loader, collectors: list):
+    def __init__(self, loader, collectors: list, channels: dict | None = None, default_channels: dict | None = None):
         self.loader = loader
         self.collectors = collectors
+        self.channels = channels
+        self.default_channels = default_channels or {}
         self._database = None
         self._symbols = None
 
@@ -91,8 +93,11 @@ class RuleLoader:
         if values is None:
             return None
 
+        channels = self.rule_channels(values["channels"], values["severity"], path)
+        if channels is None:
+            return None
         spec = RuleSpec(values["name"], kind, values["severity"], values["message"], values["for"],
-                        values["cooldown"], values["repeat"], values["notify_resolved"], values["channels"],
+                        values["cooldown"], values["repeat"], values["notify_resolved"], channels,
                         no_data=values.get("no_data"), params=values.get("params") or {},
                         every=values.get("every"), cron=values.get("cron"))
         if kind == "simple":
@@ -165,6 +170,19 @@ class RuleLoader:
         return spec if self.check_message(spec, path, fields) else None
 
     # -- shared --------------------------------------------------------------
+
+    def rule_channels(self, named: tuple | None, severity: str, path: tuple) -> tuple | None:
+        """Return the rule's channels: its own, else the default of its severity, else log; None when unknown."""
+        if named is None:
+            return tuple(self.default_channels.get(severity, ())) or ("log",)
+        if self.channels is None:
+            return named
+        from oculus.config import unknown_channel_message
+
+        unknown = [name for name in named if name not in self.channels]
+        for name in unknown:
+            self.loader.problem(path + ("channels",), unknown_channel_message(name, self.channels))
+        return None if unknown else named
 
     def check_message(self, spec: RuleSpec, path: tuple, fields: set) -> bool:
         """Report a message template that has a syntax error or names a field the rule does not have."""

@@ -54,6 +54,7 @@ class Transition:
     severity: str = "warn"
     message: str = ""
     channels: tuple = ()
+    started_at: datetime | None = None  # when the alert (last) started firing
 
 
 def step(alert: AlertInstance, holds: bool, now: datetime, rule) -> list[Transition]:
@@ -67,7 +68,7 @@ def step(alert: AlertInstance, holds: bool, now: datetime, rule) -> list[Transit
 
 def _transition(alert: AlertInstance, previous: str, now: datetime, notify: bool, reason: str | None = None):
     return Transition(alert.rule, alert.instance, previous, alert.state, now, notify, reason, alert.value,
-                      dict(alert.labels), alert.severity)
+                      dict(alert.labels), alert.severity, started_at=alert.fired_at)
 
 
 def _holds(alert: AlertInstance, now: datetime, rule) -> list[Transition]:

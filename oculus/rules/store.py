@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from oculus.notify.store import insert_pending
 from oculus.rules.state import AlertInstance
 from oculus.storage.writer import Event, insert_events
 
@@ -32,8 +33,10 @@ def load_alerts(cursor) -> list[AlertInstance]:
     return alerts
 
 
-def save_command(alerts: list[AlertInstance], events: list[Event], deleted: list[tuple]):
-    """Return a writer command that stores `alerts` and `events` and deletes `deleted` in one transaction."""
+def save_command(alerts: list[AlertInstance], events: list[Event], deleted: list[tuple],
+                 deliveries: list | None = None, now=None):
+    """Return a writer command that stores `alerts`, `events` and pending `deliveries` and deletes `deleted`
+    in one transaction, so a stored state change always comes with its pending notifications."""
 
     def save(conn) -> int:
         conn.execute("BEGIN TRANSACTION")
@@ -42,6 +45,8 @@ def save_command(alerts: list[AlertInstance], events: list[Event], deleted: list
                 conn.execute(_UPSERT, _columns(alerts))
             if events:
                 insert_events(conn, events)
+            if deliveries:
+                insert_pending(conn, deliveries, now)
             for rule, instance in deleted:
                 conn.execute("DELETE FROM alert_state WHERE rule = ? AND instance = ?", [rule, instance])
             conn.execute("COMMIT")

@@ -83,18 +83,30 @@ class Runtime:
         from oculus.rules.engine import RuleEngine
 
         if self.notifier is None:
-            self.notifier = NotificationDispatcher(self.notifications)
+            self.notifier = NotificationDispatcher(self.notifications, self.config.channels, self.base_url,
+                                                   self.writer, self.database)
             self.notifier.start()
+        else:
+            self.notifier.reconfigure(self.config.channels, self.base_url)
         self.rule_engine = RuleEngine(self.config, self.database, self.writer, self.notifications)
         self.rule_engine.start()
+
+    @property
+    def base_url(self) -> str:
+        """Address that notification links start with: notifications.base_url, else this instance's own."""
+        return self.config.notifications.base_url or self.config.self_url
 
     def _stop_rules(self, timeout: float) -> bool:
         engine, self.rule_engine = self.rule_engine, None
         return engine is None or engine.stop(timeout)
 
     def _queue_retention(self) -> None:
+        from oculus.notify.store import prune_command
+
         database = self.config.database
         self.writer.put(Command(retention_command(database.retention, database.events_retention), "retention"))
+        # Finished deliveries are kept as long as the events that report them.
+        self.writer.put(Command(prune_command(database.events_retention), "deliveries retention"))
 
     def record_event(self, kind: str, severity: str, message: str, payload: dict | None = None) -> None:
         if self.writer is not None:
@@ -120,6 +132,10 @@ class Runtime:
         engine = self.rule_engine
         if engine is not None and not engine.is_alive():
             reasons.append("rule thread is not running")
+        notifier = self.notifier
+        notify_health = notifier.health() if notifier is not None else None
+        if notify_health is not None and not notify_health["running"]:
+            reasons.append("notification dispatcher is not running")
 
         details = {"database": self.database.path, "schema_version": self.database.schema_version}
         if self.writer is not None:
@@ -129,6 +145,8 @@ class Runtime:
                            insert_failures=stats.insert_failures)
         if engine is not None:
             details["rules"] = engine.health()
+        if notify_health is not None:
+            details["notifications"] = notify_health
         if reasons:
             details["reasons"] = reasons
         return not reasons, details
@@ -201,7 +219,8 @@ class Runtime:
         if not self._stop_rules(timeout=max(1.0, min(5.0, budget / 3))):
             clean = False
         if self.notifier is not None:
-            self.notifier.stop(timeout=1.0)
+            # A send in progress is not waited for: its delivery stays open and goes out after the next start.
+            self.notifier.stop(timeout=max(1.0, min(3.0, budget / 4)))
         if self.writer is not None:
             self.record_event("system", "info", "Oculus stopping")
             clean = self.writer.stop(max(0.5, deadline - time.monotonic())) and clean
