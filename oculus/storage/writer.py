@@ -345,11 +345,16 @@ def _columns(samples: list) -> list:
 
 # Each batch is converted from Python lists into this table once, and samples and latest are then filled
 # from it in SQL. Converting Python objects is the costly step of an insert, so this saves converting the
-# newest rows a second time for latest. A TEMP table belongs to the writer's connection alone.
+# newest rows a second time for latest. writer_newest contains the newest row per symbol of the batch while
+# latest is updated from it. A TEMP table belongs to the writer's connection alone.
 _CREATE_STAGING = """
     CREATE TEMP TABLE IF NOT EXISTS writer_batch (
         position INTEGER, ts TIMESTAMP, category VARCHAR, symbol VARCHAR, value DOUBLE, success BOOLEAN,
         duration_ms DOUBLE, tags JSON
+    );
+    CREATE TEMP TABLE IF NOT EXISTS writer_newest (
+        symbol VARCHAR, category VARCHAR, ts TIMESTAMP, value DOUBLE, success BOOLEAN, duration_ms DOUBLE,
+        tags JSON, prev_value DOUBLE, prev_ts TIMESTAMP, last_ok_ts TIMESTAMP
     )
 """
 
@@ -379,35 +384,42 @@ def _upsert_latest(conn) -> None:
     used instead of INSERT ... ON CONFLICT, which took several times longer for a batch of 2,000 symbols
     (duckdb 2.0.1).
     """
-    conn.execute(f"""
+    conn.execute(f"INSERT INTO writer_newest {_NEWEST_PER_SYMBOL}")
+    conn.execute("""
         UPDATE latest SET
             prev_value = CASE WHEN batch.prev_ts IS NOT NULL THEN batch.prev_value ELSE latest.value END,
             prev_ts    = coalesce(batch.prev_ts, latest.ts),
             last_ok_ts = greatest(batch.last_ok_ts, latest.last_ok_ts),
             category = batch.category, ts = batch.ts, value = batch.value,
             success = batch.success, duration_ms = batch.duration_ms, tags = batch.tags
-        FROM ({_NEWEST_PER_SYMBOL}) AS batch
+        FROM writer_newest AS batch
         -- A backfilled or late sample is history, not the newest value.
         WHERE latest.symbol = batch.symbol AND batch.ts >= latest.ts
     """)
-    conn.execute(f"""
+    conn.execute("""
         INSERT INTO latest (symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts)
         SELECT symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts
-        FROM ({_NEWEST_PER_SYMBOL}) AS batch ANTI JOIN latest USING (symbol)
+        FROM writer_newest AS batch ANTI JOIN latest USING (symbol)
     """)
+    conn.execute("DELETE FROM writer_newest")
 
 
+# The positions of the newest two rows per symbol, ordered by (ts, position), joined back to their rows.
+# A grouped arg_max took about half the time of the same result from window functions (row_number, lead)
+# on a 5,000-row batch of 2,000 symbols (duckdb 2.0.1).
 _NEWEST_PER_SYMBOL = """
-    SELECT symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts FROM (
-        SELECT *,
-               row_number() OVER newest_first AS rank,
-               lead(value) OVER newest_first AS prev_value,
-               lead(ts) OVER newest_first AS prev_ts,
-               max(ts) FILTER (WHERE success) OVER (PARTITION BY symbol) AS last_ok_ts
+    WITH newest AS (
+        SELECT symbol, arg_max(position, (ts, position), 2) AS positions,
+               max(ts) FILTER (WHERE success) AS last_ok_ts
         FROM writer_batch
-        WINDOW newest_first AS (PARTITION BY symbol ORDER BY ts DESC, position DESC)
+        GROUP BY symbol
     )
-    WHERE rank = 1
+    SELECT batch_row.symbol, batch_row.category, batch_row.ts, batch_row.value, batch_row.success,
+           batch_row.duration_ms, batch_row.tags,
+           previous.value, previous.ts, newest.last_ok_ts
+    FROM newest
+    JOIN writer_batch AS batch_row ON batch_row.position = newest.positions[1]
+    LEFT JOIN writer_batch AS previous ON previous.position = newest.positions[2]
 """
 
 
