@@ -13,6 +13,7 @@ is built from those files alone, so a scenario that another team owns
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import subprocess
 import sys
@@ -155,7 +156,7 @@ def _summary(results: dict[str, dict]) -> list[str]:
 
 def _scenario_section(result: dict) -> list[str]:
     machine = result["machine"]
-    lines = [f"## {result['title']}", "",
+    lines = [f"## {result['title']}", ""] + _method(result["scenario"]) + [
              f"Command: `{result['command']}`, started {result['started']}, took {result['duration_s']:.0f} s. "
              f"Machine: {_machine_line(machine)}; load average at the end "
              f"{', '.join(str(load) for load in machine.get('load_average', []))}.", "",
@@ -170,6 +171,21 @@ def _scenario_section(result: dict) -> list[str]:
     for section in result.get("sections", []):
         lines += [f"### {section['title']}", "", section["text"].rstrip(), ""]
     return lines
+
+
+def _method(name: str) -> list[str]:
+    """Return the paragraphs of bench/<name>.py's docstring after its summary line, as the method text.
+
+    The script's own description of what it measures stays next to the figures
+    without a second copy to keep up to date. Usage lines are left out.
+    """
+    script = BENCH / f"{name}.py"
+    if not script.exists():
+        return []
+    docstring = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or ""
+    paragraphs = [" ".join(line.strip() for line in block.splitlines())
+                  for block in docstring.split("\n\n")[1:]]
+    return [text + "\n" for text in paragraphs if text and not text.startswith(("Usage:", "python "))]
 
 
 def _value(item: dict, key: str) -> str:
