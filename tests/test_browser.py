@@ -220,7 +220,7 @@ PAGES = [
     ("collectors", "/collectors", '[data-collector="http:shop"]'),
     # The rule engine may re-evaluate the seeded alerts, so these wait for what any state shows.
     ("alerts", "/alerts", "main h1"),
-    ("rules", "/rules", '[data-rule="never_evaluated"]'),
+    ("rules", "/rules", '[data-rule="aapl_below_100"]'),
     ("query", "/query", "#sql"),
 ]
 

@@ -76,7 +76,7 @@ SHOWCASE_RULES = [
     {"name": "btc_high", "condition": "crypto.price.btc_usd > 95000", "severity": "critical"},
     {"name": "shop_slow", "condition": "net.http.shop.rtt_ms > 150", "for": "1m"},
     {"name": "billing_down", "sql": "SELECT symbol FROM latest WHERE NOT success", "severity": "error"},
-    {"name": "never_evaluated", "condition": "stock.price.aapl < 100"},
+    {"name": "aapl_below_100", "condition": "stock.price.aapl < 100"},
 ]
 
 
