@@ -221,6 +221,8 @@ class TelegramChannel(AppriseChannel):
 
 
 class DiscordChannel(AppriseChannel):
+    # NOTE: apprise (2.3) sleeps inside send() until Discord's X-RateLimit-Reset when X-RateLimit-Remaining
+    # is 0. Such a wait blocks this channel's worker, and the channel's timeout does not cover it.
     body_format = "markdown"
     markup = message.MARKDOWN_DISCORD
     url_setting = "webhook URL"
