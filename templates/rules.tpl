@@ -21,7 +21,7 @@
     <thead class="text-xs uppercase tracking-wide text-slate-500"><tr><th class="px-3 py-2">state</th><th class="px-3 py-2">rule</th><th class="px-3 py-2">severity</th><th class="px-3 py-2">last evaluation</th><th class="px-3 py-2">last value</th></tr></thead>
     <tbody class="divide-y divide-slate-800">
     % for rule in rules:
-      <tr data-rule="{{rule['name']}}">
+      <tr id="rule-{{rule['name']}}" data-rule="{{rule['name']}}" class="target:bg-slate-800">
         <td class="px-3 py-2"><span class="rounded px-2 py-0.5 text-xs font-semibold uppercase {{state_badges.get(rule['state'], 'bg-slate-500/20 text-slate-300')}}">{{rule["state"]}}</span></td>
         <td class="px-3 py-2"><span class="font-medium text-slate-100">{{rule["name"]}}</span> <span class="text-xs text-slate-500">{{rule["kind"]}}{{" · removed from the config" if rule.get("removed") else ""}}</span>
           <div class="max-w-xl break-words font-mono text-xs text-slate-400">{{rule["expression"]}}</div>
