@@ -151,7 +151,7 @@ def config_problems(tmp_path, sql: str, params: str = "") -> list[str]:
      "only generate_series, range, unnest may be used in FROM"),
     ("SELECT * FROM '/etc/passwd'",
      'rules[0].sql: rule "bad": unsafe query: reading "/etc/passwd" is not allowed; '
-     "query one of: alert_state, events, latest, metrics, samples"),
+     "query one of: alert_state, events, latest, metrics, metrics_1h, metrics_1m, samples"),
     ("CREATE TABLE stolen AS SELECT * FROM samples",
      'rules[0].sql: rule "bad": unsafe query: only SELECT queries are allowed, got CREATE'),
     ("INSERT INTO events (ts, kind, severity, message) VALUES (now(), 'x', 'info', 'x')",

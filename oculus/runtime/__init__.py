@@ -14,6 +14,7 @@ from oculus.logs import setup_logging
 from oculus.runtime.scheduler import CollectorScheduler
 from oculus.runtime.systemd import SystemdSupervisor
 from oculus.storage import Database, DatabaseOpenError
+from oculus.storage.rollups import rollup_retention_command
 from oculus.storage.writer import Command, Event, Writer, retention_command
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class Runtime:
 
         database = self.config.database
         self.writer.put(Command(retention_command(database.retention, database.events_retention), "retention"))
+        self.writer.put(Command(rollup_retention_command(database.rollups_1m_retention, database.rollups_1h_retention),
+                                "rollup retention"))
         # Finished deliveries are kept as long as the events that report them.
         self.writer.put(Command(prune_command(database.events_retention), "deliveries retention"))
 

@@ -93,6 +93,58 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             content      JSON      NOT NULL       -- the notification, to rebuild the message after a restart
         );
     """),
+    (4, "rollups and watermarks", """
+        -- Per-symbol aggregates of each minute and each hour, kept long after raw samples are deleted
+        -- (database.rollups_1m_retention and rollups_1h_retention). The writer folds the raw samples into both.
+        CREATE TABLE rollups_1m (
+            symbol      VARCHAR   NOT NULL,
+            bucket      TIMESTAMP NOT NULL,   -- start of the minute, UTC
+            count       INTEGER   NOT NULL,   -- samples, failed ones included
+            failures    INTEGER   NOT NULL,   -- samples with success = false
+            value_count INTEGER   NOT NULL,   -- successful samples with a value; min, max, sum, last are over these
+            min         DOUBLE,
+            max         DOUBLE,
+            sum         DOUBLE,
+            last        DOUBLE,               -- value of the newest of those samples
+            last_ts     TIMESTAMP             -- and its time
+        );
+        CREATE TABLE rollups_1h (           -- the same columns; bucket is the start of the hour
+            symbol VARCHAR NOT NULL, bucket TIMESTAMP NOT NULL, count INTEGER NOT NULL, failures INTEGER NOT NULL,
+            value_count INTEGER NOT NULL, min DOUBLE, max DOUBLE, sum DOUBLE, last DOUBLE, last_ts TIMESTAMP
+        );
+
+        CREATE VIEW metrics_1m AS
+            SELECT bucket AS ts, split_part(symbol, '.', 1) AS category, symbol,
+                   sum / nullif(value_count, 0) AS avg, min, max, last, count, failures
+            FROM rollups_1m;
+        CREATE VIEW metrics_1h AS
+            SELECT bucket AS ts, split_part(symbol, '.', 1) AS category, symbol,
+                   sum / nullif(value_count, 0) AS avg, min, max, last, count, failures
+            FROM rollups_1h;
+
+        -- Named times: "<table>.deleted_before" (retention has deleted the older rows) and
+        -- "rollups.complete_before" (the raw samples before it are in the rollups).
+        CREATE TABLE watermarks (
+            name VARCHAR   PRIMARY KEY,
+            ts   TIMESTAMP NOT NULL
+        );
+
+        -- Roll up the samples already stored, up to the current minute, so charts of older ranges start full.
+        INSERT INTO watermarks VALUES ('rollups.complete_before', time_bucket(INTERVAL 1 MINUTE, now()::TIMESTAMP));
+        INSERT INTO rollups_1m
+            SELECT symbol, time_bucket(INTERVAL 1 MINUTE, ts), count(*), count(*) FILTER (WHERE NOT success),
+                   count(value) FILTER (WHERE success), min(value) FILTER (WHERE success),
+                   max(value) FILTER (WHERE success), sum(value) FILTER (WHERE success),
+                   arg_max(value, (ts, rowid)) FILTER (WHERE success AND value IS NOT NULL),
+                   max(ts) FILTER (WHERE success AND value IS NOT NULL)
+            FROM samples
+            WHERE ts < (SELECT ts FROM watermarks)
+            GROUP BY ALL ORDER BY 2;
+        INSERT INTO rollups_1h
+            SELECT symbol, time_bucket(INTERVAL 1 HOUR, bucket), sum(count), sum(failures), sum(value_count),
+                   min(min), max(max), sum(sum), arg_max(last, last_ts), max(last_ts)
+            FROM rollups_1m GROUP BY ALL ORDER BY 2;
+    """),
 ]
 
 

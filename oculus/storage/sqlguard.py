@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 # Relations a query may read; anything else, including a quoted file name, is rejected.
-ALLOWED_TABLES = frozenset({"metrics", "events", "latest", "samples", "alert_state"})
+ALLOWED_TABLES = frozenset({"metrics", "metrics_1m", "metrics_1h", "events", "latest", "samples", "alert_state"})
 # Table functions that only generate rows.
 ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 # Scalar functions that read the host environment or the database's configuration.

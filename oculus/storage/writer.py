@@ -21,6 +21,7 @@ import duckdb
 
 from oculus.logs import RateLimitedLog
 from oculus.storage.database import Database, utc_now
+from oculus.storage.rollups import SAMPLES_DELETED_MARK, RollupFolder, record_mark
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Writer:
         self._staging_connection = None
         self._full_log = RateLimitedLog(log, 60.0)
         self._error_log = RateLimitedLog(log, 60.0)
+        self.rollups = RollupFolder()
 
     # -- producer side -----------------------------------------------------
 
@@ -162,6 +164,7 @@ class Writer:
     def _run(self) -> None:
         log.info("writer started batch_size=%d flush_interval=%.3fs", self.batch_size, self.flush_interval)
         next_flush = time.monotonic() + self.flush_interval
+        self.rollups.load(self.database.connection)
         while True:
             timeout = max(0.0, next_flush - time.monotonic())
             try:
@@ -173,12 +176,15 @@ class Writer:
                 if item is STOP:
                     self._drain_remaining()
                     self._flush()
+                    self._fold_rollups(end=utc_now())
                     break
                 if item is not None:
                     self._accept(item)
                 if len(self._samples) >= self.batch_size or time.monotonic() >= next_flush:
                     self._flush()
                     next_flush = time.monotonic() + self.flush_interval
+                if self.rollups.due():
+                    self._fold_rollups()
             except Exception:  # the only writer must survive any bad item; the error is logged
                 self.stats.insert_failures += 1
                 self._error_log.error("writer-loop", "writer error, batch held for retry")
@@ -221,6 +227,12 @@ class Writer:
             log.error("writer command failed command=%r error=%s", command.description, exc)
         finally:
             command.done.set()
+
+    def _fold_rollups(self, end: datetime | None = None) -> None:
+        try:
+            self.rollups.fold(self.database.connection, end)
+        except duckdb.Error as exc:  # the samples are stored; the next pass folds them
+            self._error_log.error("rollups", "folding samples into rollups failed, retried next pass error=%s", exc)
 
     def _flush(self) -> None:
         if not self._samples and not self._events:
@@ -289,7 +301,7 @@ class Writer:
         conn.execute("BEGIN TRANSACTION")
         try:
             if samples:
-                _insert_samples(conn, samples)
+                _insert_samples(conn, samples, self.rollups)
             if events:
                 insert_events(conn, events)
             conn.execute("COMMIT")
@@ -365,14 +377,16 @@ _STAGE_SAMPLES = """
 """
 
 
-def _insert_samples(conn, samples: list) -> None:
-    """Insert `samples` and update `latest`; call inside the writer's transaction."""
+def _insert_samples(conn, samples: list, rollups: RollupFolder) -> None:
+    """Insert `samples`, update `latest` and merge late samples into the rollups; call inside the transaction."""
     conn.execute(_STAGE_SAMPLES, _columns(samples))
     conn.execute("""
         INSERT INTO samples (ts, category, symbol, value, success, duration_ms, tags)
         SELECT ts, category, symbol, value, success, duration_ms, tags FROM writer_batch ORDER BY position
     """)
     _upsert_latest(conn)
+    timestamps = [sample.ts for sample in samples]
+    rollups.merge_late(conn, min(timestamps), max(timestamps))
     conn.execute("DELETE FROM writer_batch")
 
 
@@ -443,6 +457,7 @@ def apply_retention(conn, samples_cutoff: datetime, events_cutoff: datetime) -> 
         f"DELETE FROM samples WHERE ts < ? AND symbol NOT LIKE '%.{LONG_LIVED_KIND}.%'", [samples_cutoff]
     ).fetchone()[0]
     events = conn.execute("DELETE FROM events WHERE ts < ?", [events_cutoff]).fetchone()[0]
+    record_mark(conn, SAMPLES_DELETED_MARK, samples_cutoff)
     if samples or events:
         # A checkpoint lets DuckDB reuse the freed blocks, so the file stops growing.
         conn.execute("CHECKPOINT")
