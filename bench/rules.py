@@ -35,6 +35,8 @@ SQL_RULES = 20
 MINUTES = {"smoke": 2, "quick": 10, "full": 60}
 # A pass should take well under the default 10 s evaluation interval; 10 % of it leaves room for the SQL rules.
 PASS_TARGET_MS = 1000.0
+# The simple rules have the suite's own, tighter target: one pass of 500 rules over 1,000 symbols in 200 ms.
+SIMPLE_PASS_TARGET_MS = 200.0
 
 
 def symbol(index: int) -> str:
@@ -126,7 +128,7 @@ def main(argv=None) -> int:
     history = f"{SYMBOLS} symbols with {minutes} samples each"
     figures = [
         common.figure("simple_pass_ms", f"one pass of {SIMPLE_RULES} simple rules over {SYMBOLS} symbols",
-                      simple_ms, "ms", ("<=", PASS_TARGET_MS), "default interval 10 s",
+                      simple_ms, "ms", ("<=", SIMPLE_PASS_TARGET_MS), "default interval 10 s",
                       f"{history}; read, evaluate and store alert_state"),
         common.figure("sql_pass_ms", f"one pass of {SQL_RULES} SQL rules", sql_ms, "ms", ("<=", PASS_TARGET_MS),
                       "default interval 10 s", f"{history}; each query groups one hour of metrics"),
