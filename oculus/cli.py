@@ -1,4 +1,4 @@
-"""Command line: ``oculus [run|check|version|rules test|notify test]`` with the shared options.
+"""Command line: ``oculus [run|check|version|rules test|notify test|backup|export]`` with the shared options.
 
 Heavy libraries (duckdb, requests, apprise) are imported only inside the
 commands that need them, so ``--help`` and ``version`` start fast.
@@ -74,7 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
     notify_test.add_argument("--severity", choices=("info", "warn", "error", "critical"), default="info",
                              help="severity of the test alert; critical also shows the channel's mention "
                                   "(default info)")
+
+    _add_transfer_commands(commands, options)
     return parser
+
+
+def _add_transfer_commands(commands, options) -> None:
+    remote = ("When a running Oculus has the database open, it makes the copy and sends it over its API, which "
+              "needs the API token (server.api_token or OCULUS_API_TOKEN); otherwise the file is read directly.")
+    backup = commands.add_parser(
+        "backup", parents=[options], help="write a consistent copy of the database to DEST, also while Oculus runs",
+        description="Write a copy of the whole database to DEST, a new DuckDB file that contains every sample "
+                    f"committed before the backup started. {remote}")
+    backup.add_argument("dest", metavar="DEST", help="DuckDB file to write; it must not exist yet")
+    backup.add_argument("--url", metavar="URL",
+                        help="address of the running Oculus, such as http://127.0.0.1:8470 (default: from "
+                             "server.bind and server.port); given, the copy is always requested from it")
+
+    export = commands.add_parser(
+        "export", parents=[options], help="write stored history to a Parquet or CSV file",
+        description=f"Write samples, or 1-minute or 1-hour rollups, to DEST in time order. {remote}")
+    export.add_argument("dest", metavar="DEST", help="file to write; it must not exist yet")
+    export.add_argument("--since", metavar="TIME",
+                        help="start: a duration before now such as 7d, or an ISO 8601 time (default: everything)")
+    export.add_argument("--until", metavar="TIME", help="end, exclusive, in the same forms (default: now)")
+    export.add_argument("--symbol", metavar="SYMBOL", action="append",
+                        help="export only this symbol; * matches any text, and the option repeats (default: all)")
+    export.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="file format (default parquet)")
+    export.add_argument("--resolution", choices=("raw", "1m", "1h"), default="raw",
+                        help="raw samples, or the 1-minute or 1-hour rollups (default raw)")
+    export.add_argument("--url", metavar="URL", help="address of the running Oculus, as for backup")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         return _rules_test(config_path, flags, args)
     if command == "notify":
         return _notify_test(config_path, flags, args)
+    if command in ("backup", "export"):
+        return _transfer(command, config_path, flags, args)
     return _run(config_path, flags)
 
 
@@ -181,6 +212,117 @@ def _run(config_path, flags) -> int:
     from oculus.runtime import run
 
     return run(config, config_path, flags)
+
+
+def _transfer(command: str, config_path, flags, args) -> int:
+    """Run backup or export on the database file, or through the running Oculus when it has the file locked."""
+    config, problems = _load(config_path, flags)
+    if config is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2
+    if os.path.exists(args.dest):
+        print(f"{args.dest} exists already; choose a new file name or delete it first", file=sys.stderr)
+        return 2
+
+    from oculus.storage import transfer
+    from oculus.web.client import ApiClientError
+
+    try:
+        if command == "backup":
+            source = _backup(config, args)
+            summary = transfer.describe_database(args.dest)
+            counts = ", ".join(f"{count} {table}" for table, count in summary["rows"].items())
+            detail = f"schema version {summary['schema_version']}, {counts}"
+        else:
+            source, rows = _export(config, args)
+            detail = f"{rows} rows"
+    except _InvalidOption as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (ApiClientError, transfer.TransferError, transfer.DatabaseOpenError) as exc:
+        print(f"{command} failed: {exc}", file=sys.stderr)
+        return 1
+    size_mb = os.path.getsize(args.dest) / 1e6
+    print(f"wrote {args.dest}: {size_mb:.1f} MB, {detail} (from {source})")
+    return 0
+
+
+def _backup(config, args) -> str:
+    from oculus.storage import transfer
+    from oculus.web.client import download
+
+    def remote(url: str) -> None:
+        download("POST", f"{url}/api/backup", _token(config), args.dest)
+
+    source, _ = _on_file_or_instance(config, args, lambda: transfer.backup_file(config.database.path, args.dest),
+                                     remote)
+    return source
+
+
+def _export(config, args) -> tuple[str, int]:
+    from oculus.storage import transfer
+    from oculus.web.client import download
+
+    selection = transfer.ExportSelection(since=_cli_time("--since", args.since), until=_cli_time("--until", args.until),
+                                         symbols=tuple(args.symbol or ()), resolution=args.resolution)
+    params = {"format": args.format, "resolution": args.resolution, "symbol": args.symbol or []}
+    params.update({name: value for name, value in (("since", args.since), ("until", args.until)) if value})
+
+    def direct() -> int:
+        return transfer.export_file(config.database.path, selection, args.format, args.dest)
+
+    def remote(url: str) -> int:
+        headers = download("GET", f"{url}/api/export", _token(config), args.dest, params)
+        return int(headers.get("X-Oculus-Rows", 0))
+
+    return _on_file_or_instance(config, args, direct, remote)
+
+
+def _on_file_or_instance(config, args, direct, remote) -> tuple[str, object]:
+    """Run `direct` on the database file, or `remote` with the running Oculus's URL when it has the file locked.
+
+    With --url, or when the file is missing from this host, the running Oculus is asked at once. Return
+    the file or the URL that was used, and what the function returned.
+    """
+    from oculus.storage import transfer
+    from oculus.web.client import ApiClientError
+
+    missing = None
+    if not args.url:
+        try:
+            return config.database.path, direct()
+        except transfer.DatabaseLockedError:
+            pass  # the running Oculus has the file locked, so it writes the copy
+        except transfer.DatabaseMissingError as exc:
+            missing = exc
+    url = (args.url or config.self_url).rstrip("/")
+    try:
+        return url, remote(url)
+    except ApiClientError as exc:
+        if missing is not None:
+            raise ApiClientError(f"{missing} (pass it with --db-path), and {exc}") from None
+        raise
+
+
+class _InvalidOption(ValueError):
+    """A command-line value is invalid; the message names the option."""
+
+
+def _cli_time(option: str, text: str | None):
+    from oculus.storage import utc_now
+    from oculus.web.jsonapi import ApiError, parse_time
+
+    try:
+        return parse_time(option, text, utc_now())
+    except ApiError as exc:
+        raise _InvalidOption(exc.message) from None
+
+
+def _token(config) -> str | None:
+    from oculus.config import reveal
+
+    return reveal(config.server.api_token)
 
 
 def _bundle_python_mismatch() -> str | None:

@@ -402,6 +402,14 @@ BAD_API_REQUESTS = {
     "/api/openapi.json": [
         ("POST", "/api/openapi.json", 405, "method_not_allowed"),
     ],
+    "/api/export": [
+        ("GET", "/api/export", 403, "export_disabled"),
+        ("POST", "/api/export", 405, "method_not_allowed"),
+    ],
+    "/api/backup": [
+        ("POST", "/api/backup", 403, "backup_disabled"),
+        ("GET", "/api/backup", 405, "method_not_allowed"),
+    ],
 }
 
 

@@ -199,7 +199,8 @@ SERVER = Section(
               env="OCULUS_PORT", flag="--port"),
         Field("threads", integer(1, 64), 8, "Waitress worker threads answering web requests."),
         Field("api_token", optional_secret, None,
-              "Bearer token that POST /api/query requires; the SQL endpoint is disabled without one.",
+              "Bearer token that POST /api/query, GET /api/export and POST /api/backup require; they are "
+              "disabled without one.",
               env="OCULUS_API_TOKEN"),
     ),
     "Web server: dashboard, API and health endpoints.",

@@ -21,6 +21,12 @@ CONNECT_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensi
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
+def lock_holder_pid(error: Exception) -> str | None:
+    """Return the PID that DuckDB names in a lock-conflict error, or None for any other error."""
+    match = _LOCK_HOLDER.search(str(error))
+    return match.group("pid") if match else None
+
+
 class DatabaseOpenError(RuntimeError):
     """The DuckDB file cannot be opened or migrated; the message says why and what to do."""
 

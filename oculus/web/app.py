@@ -14,6 +14,7 @@ from oculus.web.exposition import QueryMetrics, create_registry
 from oculus.web.jsonapi import install_error_handlers, json_response
 from oculus.web.pages import TEMPLATE_HELPERS, install_pages
 from oculus.web.query import QueryEndpoint, QueryLimits
+from oculus.web.transfer import TransferEndpoints
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ def create_app(runtime, query_limits: QueryLimits | None = None) -> bottle.Bottl
     app.config["oculus.query_endpoint"] = query_endpoint
     install_pages(app, runtime, render, query_endpoint)
     install_api(app, runtime, query_endpoint, create_registry(runtime, query_metrics))
+    transfers = TransferEndpoints(runtime)
+    app.config["oculus.transfer_endpoints"] = transfers
+    transfers.install(app)
 
     @app.get("/static/<path:path>")
     def static(path):

@@ -7,6 +7,7 @@ from oculus.web.alerts import ALERT_STATES
 
 ERROR_CODES = ("bad_request", "invalid_parameter", "invalid_body", "not_found", "method_not_allowed",
                "unauthorized", "query_disabled", "query_rejected", "query_failed", "query_timeout",
+               "export_disabled", "backup_disabled",
                "payload_too_large", "rate_limited", "busy", "internal_error")
 
 TIME_DESCRIPTION = ("An ISO 8601 time such as 2026-01-31T12:00:00Z (a time without offset is UTC), "
@@ -238,6 +239,49 @@ def _paths() -> dict:
                                        "properties": {"collectors": {"type": "array", "items": _ref("Collector")}}},
                                       "Collectors.")),
         "/api/openapi.json": _get("This document.", [], _json({"type": "object"}, "OpenAPI 3.0 document.")),
+        **_transfer_paths(),
+    }
+
+
+def _transfer_paths() -> dict:
+    binary = {"type": "string", "format": "binary"}
+    errors = {
+        "401": _json(_ref("Error"), "Missing or invalid token."),
+        "403": _json(_ref("Error"), "No token is configured, so the endpoint is disabled."),
+        "405": _error("MethodNotAllowed"),
+        "429": _json(_ref("Error"), "More than 5 export or backup requests in a row, then 1 a second, from this "
+                                    "client; see Retry-After."),
+        "503": _json(_ref("Error"), "Two exports or backups are running already, or the writer did not take the "
+                                    "backup request within 30 s; see Retry-After."),
+    }
+    export_parameters = [
+        _query_parameter("since", f"Oldest row, inclusive; default the oldest stored. {TIME_DESCRIPTION}",
+                         TIME_PARAMETER),
+        _query_parameter("until", f"Newest row, exclusive; default now. {TIME_DESCRIPTION}", TIME_PARAMETER),
+        _query_parameter("symbol", "Exact symbol, or a pattern with * wildcards; repeat it or separate symbols with "
+                                   "commas. Default every symbol.", {"type": "string", "maxLength": 200}),
+        _query_parameter("format", "parquet (default, zstd-compressed) or csv with a header row.",
+                         {"type": "string", "enum": ["parquet", "csv"]}),
+        _query_parameter("resolution", "raw samples (default), or 1m or 1h rollups.",
+                         {"type": "string", "enum": ["raw", "1m", "1h"]}),
+    ]
+    return {
+        "/api/export": {"get": {
+            "summary": "Stored history as a Parquet or CSV file, in time order.",
+            "security": [{"bearer": []}],
+            "parameters": export_parameters,
+            "responses": {"200": {"description": "The file; the X-Oculus-Rows header gives its row count.",
+                                  "content": {"application/vnd.apache.parquet": {"schema": binary},
+                                              "text/csv": {"schema": binary}}},
+                          "400": _error("BadRequest"), **errors},
+        }},
+        "/api/backup": {"post": {
+            "summary": "A consistent copy of the whole database as a DuckDB file, made while Oculus runs.",
+            "security": [{"bearer": []}],
+            "responses": {"200": {"description": "The DuckDB file.",
+                                  "content": {"application/octet-stream": {"schema": binary}}},
+                          **errors},
+        }},
     }
 
 

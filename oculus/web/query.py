@@ -71,7 +71,7 @@ class QueryEndpoint:
                            f"(bursts of {self.limits.burst}); retry after the Retry-After delay",
                            {"Retry-After": retry_after_header(wait)})
 
-        _check_token(request.headers.get("Authorization", ""), token)
+        check_token(request.headers.get("Authorization", ""), token)
         sql, params = _parse_body(_read_body(request, self.limits.max_body_bytes))
         return self._run(sql, params, client)
 
@@ -112,7 +112,8 @@ def _close(cursor) -> None:
         log.debug("closing a query cursor failed", exc_info=True)
 
 
-def _check_token(header: str, token: bytes) -> None:
+def check_token(header: str, token: bytes) -> None:
+    """Raise a 401 ApiError unless `header` is Authorization: Bearer with `token`."""
     scheme, _, presented = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise ApiError(401, "unauthorized", "missing API token; send the header Authorization: Bearer <token>",
