@@ -249,3 +249,55 @@ def test_rollup_series_empty_range(database):
     points, summary = rollup_series(database.reader(), HOUR, "net.tcp.a.rtt_ms", T0, T0 + timedelta(hours=3), 3600)
     assert points == []
     assert summary["count"] == 0
+
+
+# -- charts and /api/metrics/{symbol} ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aged_runtime(tmp_path_factory):
+    """A Runtime holding 20 days of hourly samples of one symbol, whose raw samples retention then cut to 7 days."""
+    from tests.test_web import seed, start_runtime
+
+    runtime = start_runtime(tmp_path_factory.mktemp("aged"))
+    now = utc_now()
+    seed(runtime, [Sample(now - timedelta(hours=hours), "net", "net.tcp.old.rtt_ms", float(hours % 24), True, 1.0, {})
+                   for hours in range(1, 20 * 24 + 1)])
+    runtime.writer.run_command(retention_command(7 * 86400.0, 90 * 86400.0), "retention", timeout=30.0)
+    yield runtime
+    runtime.stop()
+
+
+def test_api_symbol_old_range_reads_hour_rollups(aged_runtime):
+    from tests.web_support import get_json
+
+    body = get_json(f"{aged_runtime.web.url}/api/metrics/net.tcp.old.rtt_ms?since=30d")
+
+    assert body["resolution"] == "1h"
+    assert body["step"] == 7200
+    assert body["stats"]["count"] == 20 * 24
+    assert sum(point["count"] for point in body["series"]) == 20 * 24
+    assert body["stats"]["min"] == 0.0
+    assert body["stats"]["max"] == 23.0
+
+
+def test_api_symbol_recent_range_reads_raw(aged_runtime):
+    from tests.web_support import get_json
+
+    body = get_json(f"{aged_runtime.web.url}/api/metrics/net.tcp.old.rtt_ms?since=24h")
+
+    assert body["resolution"] == "raw"
+    assert body["stats"]["count"] == 23, "samples 1 to 23 hours old; the 24-hour-old one is just out of range"
+
+
+def test_symbol_page_365d_range_has_chart_points(aged_runtime):
+    import json
+    import re
+
+    from tests.servers import http_get
+
+    page = http_get(f"{aged_runtime.web.url}/metrics/net.tcp.old.rtt_ms?range=365d").text
+
+    assert 'data-range="365d"' in page
+    chart = json.loads(re.search(r'<script[^>]*id="chart-data"[^>]*>(.*?)</script>', page, re.S).group(1))
+    assert len(chart["ts"]) == 20 + 1, "one point a day for 20 days, and today's partial day"

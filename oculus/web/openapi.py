@@ -70,6 +70,9 @@ SCHEMAS = {
             "latest": {"type": "object", "nullable": True},
             "since": {"type": "string", "format": "date-time"}, "until": {"type": "string", "format": "date-time"},
             "step": {"type": "integer", "description": "Bucket width in seconds."},
+            "resolution": {"type": "string", "enum": ["raw", "1m", "1h"],
+                           "description": "raw samples, or the 1-minute or 1-hour rollups for ranges older than the "
+                                          "raw samples kept."},
             "stats": {"type": "object", "properties": {
                 "count": {"type": "integer"}, "failures": {"type": "integer"},
                 "failure_rate": {"type": "number", "nullable": True},

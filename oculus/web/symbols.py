@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from oculus.storage import queries
+from oculus.storage import queries, rollups
 from oculus.web.jsonapi import ApiError
 
-RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
+RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "365d": 365 * 86400}
 DEFAULT_RANGE = "1h"
 # Bucket widths a chart picks from: the smallest that keeps the series at or under TARGET_POINTS.
 NICE_STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
@@ -36,9 +36,17 @@ def resolve_window(since: datetime | None, until: datetime | None, step: float |
 
 
 def symbol_detail(cursor, symbol: str, since: datetime, until: datetime, step_seconds: int) -> dict | None:
-    """Return latest, stats and series of `symbol`, or None when it has never been sampled."""
+    """Return latest, stats and series of `symbol`, or None when it has never been sampled.
+
+    Raw samples are read while they cover `since`; older ranges read the 1-minute or 1-hour rollups,
+    and the step is then rounded up to whole rollup buckets.
+    """
     latest = queries.latest_of(cursor, symbol)
-    points, stats = queries.series(cursor, symbol, since, until, step_seconds)
+    resolution, step_seconds = rollups.pick_resolution(cursor, since, step_seconds)
+    if resolution is None:
+        points, stats = queries.series(cursor, symbol, since, until, step_seconds)
+    else:
+        points, stats = rollups.rollup_series(cursor, resolution, symbol, since, until, step_seconds)
     if latest is None and not stats["count"]:
         return None
     stats["failure_rate"] = stats["failures"] / stats["count"] if stats["count"] else None
@@ -49,6 +57,7 @@ def symbol_detail(cursor, symbol: str, since: datetime, until: datetime, step_se
         "since": since,
         "until": until,
         "step": step_seconds,
+        "resolution": resolution.name if resolution else "raw",
         "stats": stats,
         "series": points,
     }
