@@ -31,7 +31,12 @@ def status_ranges(value):
     ranges = []
     for item in items:
         plain = reveal(item)
-        shown = "<secret>" if isinstance(item, Secret) else f'"{plain}"' if isinstance(plain, str) else repr(plain)
+        if isinstance(item, Secret):
+            shown = "<secret>"
+        elif isinstance(plain, str):
+            shown = f'"{plain}"'
+        else:
+            shown = repr(plain)
         if isinstance(plain, str) and plain.strip().isdigit():
             plain = int(plain)
         if isinstance(plain, int) and not isinstance(plain, bool) and 100 <= plain <= 599:
@@ -236,7 +241,7 @@ def _drain_small_body(response) -> None:
 
 
 def _socket_of(response):
-    """The socket under a streamed requests response (urllib3 -> http.client -> SocketIO), if reachable."""
+    """Return the socket under a streamed requests response (urllib3 -> http.client -> SocketIO), or None."""
     http_response = getattr(response.raw, "_fp", None)
     buffered = getattr(http_response, "fp", None)
     socket_io = getattr(buffered, "raw", None)

@@ -22,7 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 from oculus.collectors.base import Collector, Reading
 from oculus.collectors.http import http_url
 from oculus.collectors.provider import USER_AGENT, Backoff, Provider, ProviderError
-from oculus.config.schema import REQUIRED, Field, Invalid, choice, duration, string_map, symbol_name, text, text_keeping_secret
+from oculus.config.schema import (
+    REQUIRED, Field, Invalid, choice, duration, string_map, symbol_name, text, text_keeping_secret,
+)
 from oculus.config.values import Secret, reveal
 
 # -- JSON paths ------------------------------------------------------------

@@ -17,7 +17,7 @@ REQUIRED = object()
 
 
 class Invalid(ValueError):
-    """Raised by a field parser; the message says what was expected."""
+    """Raised by a field parser with a message that names what was expected."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def _plain(value):
 
 
 def text(value):
-    """A non-empty string. A value from ${ENV} arrives as a Secret and is revealed here,
+    """Parse a non-empty string. A value from ${ENV} arrives as a Secret and is revealed here,
     because only fields declared with `secret` (or URLs and headers) keep it masked."""
     plain, shown = _plain(value)
     if not isinstance(plain, str) or not plain.strip():
@@ -69,7 +69,7 @@ def text(value):
 
 
 def secret(value):
-    """A non-empty string kept as a Secret, so it prints as <secret>."""
+    """Parse a non-empty string and keep it as a Secret, so it prints as <secret>."""
     return Secret(text(value))
 
 
@@ -82,7 +82,7 @@ def optional_secret(value):
 
 
 def text_keeping_secret(value):
-    """A non-empty string that stays a Secret when it came from ${ENV} (URLs may carry tokens)."""
+    """Parse a non-empty string that stays a Secret when it came from ${ENV}, because URLs may carry tokens."""
     plain = text(value)
     return value if isinstance(value, Secret) else plain
 
@@ -139,7 +139,7 @@ def choice(*choices: str):
 
 
 def string_map(value):
-    """A flat mapping of string keys to scalar values (tags, headers)."""
+    """Parse a flat mapping of string keys to scalar values (tags, headers)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -172,7 +172,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_:\-]*")
 
 
 def symbol_name(value):
-    """The <name> part of a symbol: lower case, no dots, because dots separate symbol parts."""
+    """Parse the <name> part of a symbol: lower case and no dots, because dots separate symbol parts."""
     plain, shown = _plain(value)
     if isinstance(plain, str) and _NAME.fullmatch(plain):
         return plain
@@ -241,7 +241,8 @@ RUNTIME = Section(
         Field("batch_size", integer(1, 1_000_000), 5_000, "Samples per DuckDB insert, at most."),
         Field("flush_interval", duration(0.01, 60), 1.0,
               "Longest time a sample waits in the writer before it is inserted."),
-        Field("shutdown_timeout", duration(1, 3600), 8.0, "Time allowed to drain the queue and close the database on stop."),
+        Field("shutdown_timeout", duration(1, 3600), 8.0,
+              "Time allowed to drain the queue and close the database on stop."),
     ),
     "Scheduling and write path.",
 )

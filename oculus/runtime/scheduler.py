@@ -206,7 +206,7 @@ class CollectorScheduler:
 
 
 def _declared_symbols(collector) -> list[str]:
-    """Symbols the collector says it emits; a collector that cannot tell before a run lists none."""
+    """Return the symbols the collector declares; none for a collector that only learns them during a run."""
     try:
         return list(collector.symbols())
     except Exception:  # symbols() of a plugin may fail; the dashboard then falls back to defaults

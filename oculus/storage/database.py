@@ -28,7 +28,7 @@ def lock_holder_pid(error: Exception) -> str | None:
 
 
 class DatabaseOpenError(RuntimeError):
-    """The DuckDB file cannot be opened or migrated; the message says why and what to do."""
+    """The DuckDB file cannot be opened or migrated. The message names the cause and what to do."""
 
 
 class DatabaseLockedError(DatabaseOpenError):

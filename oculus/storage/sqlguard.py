@@ -127,7 +127,7 @@ def run_read_only(cursor, sql: str, params: dict | list | None = None, *,
                   timeout: float = 5.0, max_rows: int = 1000) -> QueryResult:
     """Check `sql`, run it on `cursor` with bound `params`, interrupt it after `timeout` seconds.
 
-    Returns at most `max_rows` rows; `truncated` says whether more existed.
+    Returns at most `max_rows` rows, and `truncated` is true when more existed.
     Raises UnsafeQuery, QueryFailed or QueryTimeout.
     """
     check_read_only(cursor, sql)

@@ -141,7 +141,7 @@ def build_panels(cursor, collectors: list, symbol_owners: dict | None = None) ->
 
 
 def _primary(items: list[dict]) -> dict:
-    """The symbol shown large in a row: response time for probes, else the first symbol."""
+    """Return the sample shown large in a row: response time for probes, else the first symbol."""
     return next((i for i in items if i["symbol"].endswith(".rtt_ms")), items[0])
 
 
@@ -183,7 +183,7 @@ def _probe_row(key: str, items: list[dict], spec, now: datetime) -> Row:
 
 
 def _market_row(item: dict, spec, now: datetime) -> Row:
-    """One market symbol: value with unit or currency, stale when the last good value is too old."""
+    """Build the row of one market symbol: value with unit or currency, stale when the last good value is too old."""
     tags = item.get("tags") or {}
     parts = item["symbol"].split(".")
     if spec is not None:
