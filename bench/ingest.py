@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from datetime import timedelta
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -125,30 +126,35 @@ def _count_rows(path: str) -> int:
 
 
 def conversion_floor(repeats: int = 10) -> float:
-    """Measure samples/s when a writer batch is only converted from Python lists into DuckDB.
+    """Measure samples/s when a writer batch is only converted from Python lists into the staging table.
 
     That conversion (duckdb's handling of list parameters) is the one step of
     the write path that grows with every sample and cannot be done in SQL, so
-    it bounds the writer from above.
+    it bounds the writer from above. The batch has READINGS_PER_RUN samples
+    per run, like the producers' batches.
     """
     import duckdb
 
     from oculus.collectors.base import Sample
     from oculus.storage import utc_now
-    from oculus.storage.writer import _columns
+    from oculus.storage.writer import _CREATE_STAGING, _STAGE_SAMPLES, _columns
 
     batch_size = runtime_default("batch_size")
-    ts = utc_now()
-    batch = [Sample(ts, "bench", f"bench.bench.c{i % COLLECTORS:02d}.m{i % READINGS_PER_RUN:03d}", float(i), True,
-                    1.5, {"status": 200}) for i in range(batch_size)]
-    query = ("SELECT count(*) FROM (SELECT unnest($1::TIMESTAMP[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), "
-             "unnest($4::DOUBLE[]), unnest($5::BOOLEAN[]), unnest($6::DOUBLE[]), unnest($7::VARCHAR[])::JSON)")
+    now = utc_now()
+    runs = [(now + timedelta(seconds=run), 1.5 + run) for run in range(batch_size // READINGS_PER_RUN + 1)]
+    batch = []
+    for index in range(batch_size):
+        ts, duration_ms = runs[index // READINGS_PER_RUN]
+        batch.append(Sample(ts, "bench", f"bench.bench.c{index % COLLECTORS:02d}.m{index % READINGS_PER_RUN:03d}",
+                            float(index), True, duration_ms, {"status": 200}))
     timings = []
     with duckdb.connect() as conn:
+        conn.execute(_CREATE_STAGING)
         for _ in range(repeats):
             started = time.perf_counter()
-            conn.execute(query, _columns(batch)).fetchone()
+            conn.execute(_STAGE_SAMPLES, _columns(batch))
             timings.append(time.perf_counter() - started)
+            conn.execute("DELETE FROM writer_batch")
     return batch_size / statistics.median(timings)
 
 
@@ -197,7 +203,7 @@ def main(argv=None) -> int:
                       "samples/s", (">=", 100_000), "Prometheus appended ≈ 22,000/s at its limit",
                       f"{PRODUCERS} producer threads, {COLLECTORS * READINGS_PER_RUN:,} symbols, "
                       f"{READINGS_PER_RUN} samples per run; default queue, batch and flush settings"),
-        common.figure("ingest_floor", "converting batches from Python lists into DuckDB, nothing else", [floor],
+        common.figure("ingest_floor", "floor: converting batches from Python lists into DuckDB, nothing else", [floor],
                       "samples/s", None, "", "an upper bound for the writer: no insert, no latest update, "
                       "no producers"),
         common.figure("ingest_queue_full", "puts that found the queue full", [r["queue_full"] for r in results],
