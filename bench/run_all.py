@@ -9,7 +9,7 @@
 
 Each scenario writes bench/results/<name>.json (see bench/common.py); the page
 is built from those files alone, so a scenario that another team owns
-(rules.py, dashboard.py) appears as soon as it writes its result file.
+(rules.py, dashboard.py, rollups.py) appears as soon as it writes its result file.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import common  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 # Order matters only for reading the page: the cheap scenarios run first.
-SCENARIOS = ("startup", "footprint", "ingest", "probes", "sidebyside", "dashboard", "rules")
+SCENARIOS = ("startup", "footprint", "ingest", "probes", "sidebyside", "dashboard", "rollups", "rules")
 # Maximum time one scenario may run before it is stopped, per mode, in seconds.
 SCENARIO_TIMEOUT = {"smoke": 240, "quick": 600, "full": 3600}
 PAGE = common.ROOT / "docs" / "benchmarks.md"
