@@ -214,8 +214,9 @@ DATABASE = Section(
         Field("retention", duration(3600), 7 * 86400.0,
               "How long raw samples are kept (applied at start-up and hourly)."),
         Field("events_retention", duration(3600), 90 * 86400.0, "How long alert, error and system events are kept."),
-        Field("rollups_1m_retention", duration(3600), 30 * 86400.0,
-              "How long 1-minute rollups (count, failures, min, max, avg and last per symbol and minute) are kept."),
+        Field("rollups_1m_retention", duration(3600), 14 * 86400.0,
+              "How long 1-minute rollups (count, failures, min, max, avg and last per symbol and minute) are kept; "
+              "for symbols sampled every 30 s they take about as much space as the raw samples."),
         Field("rollups_1h_retention", duration(3600), 365 * 86400.0,
               "How long 1-hour rollups are kept; charts of ranges older than the raw samples read them."),
     ),
