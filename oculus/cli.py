@@ -282,14 +282,18 @@ def _export(config, args) -> tuple[str, int]:
 def _on_file_or_instance(config, args, direct, remote) -> tuple[str, object]:
     """Run `direct` on the database file, or `remote` with the running Oculus's URL when it has the file locked.
 
-    With --url, or when the file is missing from this host, the running Oculus is asked at once. Return
+    With --url or --port (and no --db-path), or when the file is missing from this host, the running
+    Oculus is asked at once. Return
     the file or the URL that was used, and what the function returned.
     """
     from oculus.storage import transfer
     from oculus.web.client import ApiClientError
 
     missing = None
-    if not args.url:
+    # An explicit address (--url, or --port/--bind without --db-path) names the running Oculus, so a
+    # stray database file in the current directory must not be read instead.
+    explicit_address = args.url or ((hasattr(args, "port") or hasattr(args, "bind")) and not hasattr(args, "db_path"))
+    if not explicit_address:
         try:
             return config.database.path, direct()
         except transfer.DatabaseLockedError:

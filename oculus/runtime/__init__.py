@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import threading
@@ -72,8 +73,9 @@ class Runtime:
 
         self.record_event("system", "info", f"Oculus {__version__} started",
                           {"config": self.config.source, "collectors": len(self.config.collectors)})
-        log.info("oculus started version=%s config=%s collectors=%d rules=%d dashboard=%s",
-                 __version__, self.config.source, len(self.config.collectors), len(self.config.rules), self.web.url)
+        log.info("oculus started version=%s pid=%d config=%s collectors=%d rules=%d dashboard=%s",
+                 __version__, os.getpid(), self.config.source, len(self.config.collectors), len(self.config.rules),
+                 self.web.url)
         self.systemd = SystemdSupervisor.from_environment(self)
         if self.systemd is not None:
             self.systemd.start()
