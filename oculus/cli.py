@@ -282,9 +282,8 @@ def _export(config, args) -> tuple[str, int]:
 def _on_file_or_instance(config, args, direct, remote) -> tuple[str, object]:
     """Run `direct` on the database file, or `remote` with the running Oculus's URL when it has the file locked.
 
-    With --url or --port (and no --db-path), or when the file is missing from this host, the running
-    Oculus is asked at once. Return
-    the file or the URL that was used, and what the function returned.
+    With --url, with --port or --bind but no --db-path, or when the file is missing from this host, the
+    running Oculus is asked at once. Return the file or the URL that was used, and what the function returned.
     """
     from oculus.storage import transfer
     from oculus.web.client import ApiClientError

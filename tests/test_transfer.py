@@ -330,9 +330,9 @@ def acknowledged(oculus) -> set[tuple[str, str]]:
     return keys
 
 
-def run_cli(env, *arguments: str) -> subprocess.CompletedProcess:
+def run_cli(env, *arguments: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "oculus", *arguments], env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=cwd)
 
 
 def test_backup_while_ingesting_keeps_acknowledged_samples(ingesting, tmp_path):
@@ -390,3 +390,15 @@ def test_backup_command_wrong_token(ingesting, tmp_path):
     assert result.returncode == 1
     assert "HTTP 401: invalid API token" in result.stderr
     assert not (tmp_path / "backup.duckdb").exists()
+
+
+def test_backup_command_port_skips_stray_file(ingesting, tmp_path):
+    oculus, config, env = ingesting
+    stray = Database(str(tmp_path / "oculus.duckdb"))  # the default database.path, relative to the working directory
+    stray.open()
+    stray.close()
+
+    result = run_cli(env, "backup", "-c", str(config), "--port", str(oculus.port), "copy.duckdb", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert f"(from {oculus.url})" in result.stdout, "the stray file was copied instead of the running instance"
