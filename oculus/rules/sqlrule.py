@@ -16,7 +16,9 @@ from datetime import datetime, timezone
 import duckdb
 
 from oculus.storage.migrations import migrate
-from oculus.storage.sqlguard import QueryFailed, UnsafeQuery, check_read_only, clean_error, run_read_only
+from oculus.storage.sqlguard import (
+    QueryFailed, UnsafeQuery, check_read_only, clean_error, run_read_only, walk_tree,
+)
 
 CLOCK_PARAMETER = "oculus_now"
 # Functions that read the current time. DuckDB parses a bare current_timestamp as a column reference.
@@ -92,7 +94,7 @@ def _check_parameters(cursor, sql: str, params: dict) -> None:
     tree = _parse_tree(cursor, sql)
     if tree is None:
         return
-    used = {node.get("identifier") for node in _nodes(tree) if node.get("class") == "PARAMETER"}
+    used = {node.get("identifier") for node in walk_tree(tree) if node.get("class") == "PARAMETER"}
     for name in sorted(used - set(params), key=str):
         if str(name).isdigit():
             raise SqlRuleError(f"write parameters by name ($threshold), not by position (${name} or ?)")
@@ -108,17 +110,6 @@ def _parse_tree(cursor, sql: str) -> dict | None:
     except duckdb.Error:
         return None
     return None if tree.get("error") else tree
-
-
-def _nodes(tree):
-    stack = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
 
 
 def _failing_key(message: str) -> str:

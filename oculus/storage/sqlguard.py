@@ -79,7 +79,7 @@ def check_read_only(cursor, sql: str) -> None:
 
 def _cte_names(tree) -> set:
     names = set()
-    for node in _walk(tree):
+    for node in walk_tree(tree):
         cte_map = node.get("cte_map")
         if isinstance(cte_map, dict):
             for entry in cte_map.get("map", []):
@@ -91,7 +91,7 @@ def _cte_names(tree) -> set:
 
 
 def _check_tree(tree, cte_names: set) -> None:
-    for node in _walk(tree):
+    for node in walk_tree(tree):
         node_type = node.get("type")
         if node_type == "BASE_TABLE":
             name = node.get("table_name", "")
@@ -111,7 +111,7 @@ def _check_tree(tree, cte_names: set) -> None:
                 raise UnsafeQuery(f"function {name}() is not allowed in queries")
 
 
-def _walk(value):
+def walk_tree(value):
     """Yield every dict in a parsed JSON tree, depth first, without recursion limits."""
     stack = [value]
     while stack:
