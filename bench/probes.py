@@ -2,9 +2,9 @@
 
 For each case, Oculus (from the source tree) probes N paths of a loopback
 target server. The server records when each path was requested, so the
-achieved probes/s and the share of probes that ran late by more than 1 s
-(the gap between two requests for one target exceeded the interval by over a
-second) are measured at the receiving end. CPU and RSS are read from /proc
+achieved probes/s and the late probes are measured at the receiving end. A
+probe ran late by more than 1 s when the gap between two requests for one
+target exceeded the interval by over a second. CPU and RSS are read from /proc
 for the Oculus process alone; the target server runs in its own process.
 """
 
