@@ -402,3 +402,17 @@ def test_backup_command_port_skips_stray_file(ingesting, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert f"(from {oculus.url})" in result.stdout, "the stray file was copied instead of the running instance"
+
+
+def test_backup_command_waits_out_the_rate_limit(ingesting, tmp_path):
+    oculus, config, env = ingesting
+    wrong = {"Authorization": "Bearer wrong"}
+    statuses = [http_request(f"{oculus.url}/api/backup", method="POST", headers=wrong).status for _ in range(8)]
+    assert statuses[-1] == 429, f"the bucket was not emptied: {statuses}"
+
+    result = run_cli(env, "backup", "-c", str(config), "--port", str(oculus.port), str(tmp_path / "late.duckdb"))
+
+    assert result.returncode == 0, result.stderr
+    assert "returned HTTP 429: too many export and backup requests" in result.stderr
+    assert "retrying in 1s" in result.stderr
+    assert source_rows(tmp_path / "late.duckdb", "SELECT count(*) FROM samples")[0][0] > 0

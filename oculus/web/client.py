@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import time
 
 import requests
 
@@ -12,6 +14,14 @@ CONNECT_TIMEOUT = 5.0
 # database of several gigabytes.
 READ_TIMEOUT = 3600.0
 CHUNK_BYTES = 1 << 20
+# A busy or rate-limited server (HTTP 429 or 503) is asked again after its Retry-After delay, this many
+# times at most, and never after waiting longer than MAX_RETRY_WAIT before one retry.
+RETRY_STATUSES = (429, 503)
+MAX_RETRIES = 3
+MAX_RETRY_WAIT = 60.0
+
+
+log = logging.getLogger(__name__)
 
 
 class ApiClientError(RuntimeError):
@@ -26,14 +36,15 @@ def download(method: str, url: str, token: str | None, destination: str, params:
     session = requests.Session()
     session.trust_env = False  # a proxy from http_proxy must not carry the token or divert a loopback request
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = session.request(method, url, params=params, headers=headers, stream=True,
-                                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
-    except requests.ConnectionError as exc:
-        raise ApiClientError(f"cannot connect to Oculus at {url}: {_reason(exc)}; check that it runs, "
-                             "or pass its address with --url") from None
-    except requests.Timeout:
-        raise ApiClientError(f"Oculus at {url} did not respond within {READ_TIMEOUT:g}s") from None
+    for attempt in range(MAX_RETRIES + 1):
+        response = _send(session, method, url, params, headers)
+        wait = _retry_wait(response)
+        if wait is None or attempt == MAX_RETRIES:
+            break
+        log.warning("Oculus at %s returned HTTP %d: %s; retrying in %gs", url, response.status_code,
+                    _error_message(response), wait)
+        response.close()
+        time.sleep(wait)
     with response:
         if response.status_code != 200:
             raise ApiClientError(f"Oculus at {url} returned HTTP {response.status_code}: {_error_message(response)}")
@@ -42,6 +53,28 @@ def download(method: str, url: str, token: str | None, destination: str, params:
         except requests.RequestException as exc:
             raise ApiClientError(f"the download from {url} failed: {exc}") from None
         return dict(response.headers)
+
+
+def _send(session, method: str, url: str, params: dict | None, headers: dict):
+    try:
+        return session.request(method, url, params=params, headers=headers, stream=True,
+                               timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+    except requests.ConnectionError as exc:
+        raise ApiClientError(f"cannot connect to Oculus at {url}: {_reason(exc)}; check that it runs, "
+                             "or pass its address with --url") from None
+    except requests.Timeout:
+        raise ApiClientError(f"Oculus at {url} did not respond within {READ_TIMEOUT:g}s") from None
+
+
+def _retry_wait(response) -> float | None:
+    """Seconds to wait before asking again, or None when the response is final."""
+    if response.status_code not in RETRY_STATUSES:
+        return None
+    try:
+        wait = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None  # no delay in seconds (absent, or an HTTP date): report the response as it is
+    return wait if 0 <= wait <= MAX_RETRY_WAIT else None
 
 
 def _save(response, destination: str) -> None:
