@@ -13,16 +13,25 @@ a clear message.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import platform
+import py_compile
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 ASSET_DIRS = ("templates", "static", "configs")
+LAUNCHER = ROOT / "zipapp_main.py"
+# The modules zipapp_main.py imports from the archive. Their bytecode goes into the archive as legacy
+# .pyc files next to the sources, because zipimport never writes bytecode and would compile them at every start.
+LAUNCHER_MODULES = ("oculus/__init__", "oculus/cli")
 # Not needed at run time: package build sources, tests and type stubs of the bundled libraries.
 PRUNE_NAMES = {"__pycache__", "tests", "test"}
 
@@ -57,6 +66,38 @@ def stage(site_packages: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def install_launcher(archive: Path, site_packages: Path) -> None:
+    """Rewrite the shiv archive with zipapp_main.py as its __main__.py and bytecode for the modules it imports."""
+    with archive.open("rb") as handle:
+        shebang = handle.readline()
+    with tempfile.TemporaryDirectory() as work:
+        bytecode = {}
+        for module in LAUNCHER_MODULES:
+            compiled = Path(work) / f"{module.replace('/', '.')}.pyc"
+            # Unchecked hash-based bytecode does not depend on the zip entries' timestamps.
+            py_compile.compile(str(site_packages / f"{module}.py"), cfile=str(compiled), dfile=f"{module}.py",
+                               doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+            bytecode[f"site-packages/{module}.pyc"] = compiled.read_bytes()
+
+        rewritten = archive.with_name(archive.name + ".partial")
+        with zipfile.ZipFile(archive) as source, rewritten.open("wb") as output:
+            output.write(shebang)
+            with zipfile.ZipFile(output, "w") as target:
+                for info in source.infolist():
+                    payload = LAUNCHER.read_bytes() if info.filename == "__main__.py" else source.read(info)
+                    target.writestr(copy.copy(info), payload)
+                    compiled_name = info.filename[:-3] + ".pyc"
+                    if compiled_name in bytecode:
+                        entry = copy.copy(info)
+                        entry.filename = compiled_name
+                        target.writestr(entry, bytecode.pop(compiled_name))
+        if bytecode:
+            raise SystemExit(f"error: the archive has no source for {', '.join(bytecode)}; "
+                             "correct LAUNCHER_MODULES in build_zipapp.py")
+    os.chmod(rewritten, archive.stat().st_mode)
+    rewritten.replace(archive)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=str(ROOT / "dist" / "oculus.pyz"), help="path of the .pyz to write")
@@ -75,6 +116,7 @@ def main() -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     run([sys.executable, "-m", "shiv", "--site-packages", str(site_packages), "--entry-point", "oculus.cli:main",
          "--output-file", str(output), "--python", "/usr/bin/env python3", "--compressed", "--reproducible"])
+    install_launcher(output, site_packages)
     size_mb = output.stat().st_size / 1e6
     print(f"built {output} ({size_mb:.1f} MB) for Python {sys.version_info[0]}.{sys.version_info[1]}")
     return 0

@@ -106,12 +106,25 @@ def _add_transfer_commands(commands, options) -> None:
     export.add_argument("--url", metavar="URL", help="address of the running Oculus, as for backup")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_and_finish_early(argv: list[str] | None = None) -> tuple[argparse.Namespace, int | None]:
+    """Parse the command line and run the commands that need no third-party library.
+
+    Return the parsed arguments and an exit status, which is None when the command still has to run.
+    `--help` and usage errors exit here, inside argparse. oculus.pyz calls this before it unpacks the
+    bundle, so these commands finish without waiting for shiv.
+    """
     args = build_parser().parse_args(argv)
-    command = args.command or "run"
-    if command == "version":
+    if args.command == "version":
         print(f"oculus {__version__} (Python {sys.version.split()[0]})")
-        return 0
+        return args, 0
+    return args, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, status = parse_and_finish_early(argv)
+    if status is not None:
+        return status
+    command = args.command or "run"
 
     problem = _bundle_python_mismatch()
     if problem:

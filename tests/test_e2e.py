@@ -220,3 +220,49 @@ def test_mismatch_build_json_written(zipapp):
         assert names, "oculus/_build.json is missing from the bundle"
         info = json.loads(bundle.read(names[0]))
     assert info["python"] == list(sys.version_info[:2])
+
+
+# -- commands handled inside the archive ---------------------------------------------
+
+
+@pytest.mark.parametrize(("arguments", "status", "expected"), [
+    (["--help"], 0, "usage: oculus [-h]"),
+    (["run", "--help"], 0, "usage: oculus run"),
+    (["version"], 0, "oculus 0."),
+    (["--bogus"], 2, "unrecognized arguments: --bogus"),
+], ids=["help", "run-help", "version", "usage-error"])
+def test_pyz_parses_without_unpacking(zipapp, tmp_path, arguments, status, expected):
+    shiv_root = tmp_path / "shiv"
+    result = subprocess.run([system_python(), "-X", "importtime", str(zipapp), *arguments], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "SHIV_ROOT": str(shiv_root)})
+
+    assert result.returncode == status, result.stderr
+    assert expected in result.stdout + result.stderr
+    assert not shiv_root.exists(), "the bundle was unpacked for a command that needs no library"
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time")]
+    assert "oculus.cli" in imported
+    assert "_bootstrap" not in imported, "shiv's bootstrap ran"
+
+
+def test_pyz_carries_launcher_bytecode(zipapp):
+    with zipfile.ZipFile(zipapp) as bundle:
+        names = set(bundle.namelist())
+        main = bundle.read("__main__.py").decode()
+    assert "parse_and_finish_early" in main
+    assert {"site-packages/oculus/__init__.pyc", "site-packages/oculus/cli.pyc"} <= names
+
+    archive_packages = str(zipapp) + "/site-packages"
+    code = f"import sys; sys.path.insert(0, {archive_packages!r}); from oculus import cli; print(cli.__file__)"
+    loaded_from = subprocess.run([system_python(), "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert loaded_from.strip().endswith("oculus/cli.pyc"), "zipimport compiled the source instead"
+
+
+def test_pyz_check_runs_through_bootstrap(zipapp, tmp_path):
+    shiv_root = tmp_path / "shiv"
+    result = subprocess.run([system_python(), str(zipapp), "check"], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "SHIV_ROOT": str(shiv_root)})
+
+    assert result.returncode == 0, result.stderr
+    assert "<embedded default>: valid" in result.stdout
+    assert any(shiv_root.iterdir()), "check did not run from the unpacked bundle"
