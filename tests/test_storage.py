@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from oculus.collectors.base import Sample
 from oculus.storage import Database, DatabaseLockedError, queries, utc_now
 from oculus.storage.migrations import MIGRATIONS
+from oculus.storage import writer as writer_module
 from oculus.storage.writer import Event, Writer, retention_command
 from tests.servers import wait_for
 
@@ -173,6 +175,22 @@ def test_writer_flushes_after_interval(database, start_writer):
     wait_for(lambda: count_rows(database, "samples") == 3, timeout=5.0, what="a partial batch inserted")
     # The writer updates its statistics just after the commit that made the rows visible.
     assert wait_for(lambda: writer.stats.last_batch_size == 3, timeout=5.0, what="batch statistics updated")
+
+
+def test_writer_checkpoints_wal(database, start_writer, monkeypatch):
+    monkeypatch.setattr(writer_module, "CHECKPOINT_EVERY", 0.2)
+    wal = Path(database.path + ".wal")
+    reader = database.reader()
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM samples").fetchall()  # an open read transaction does not block it
+    writer = start_writer(flush_interval=0.05)
+
+    writer.put([make_sample(value=float(i)) for i in range(100)])
+
+    wait_for(lambda: writer.stats.samples_written == 100, timeout=5.0, what="100 samples written")
+    wait_for(lambda: not wal.exists() or wal.stat().st_size == 0, timeout=5.0, what="the WAL checkpointed")
+    reader.execute("COMMIT")
+    assert count_rows(database, "samples") == 100
 
 
 def test_latest_tracks_previous_across_batches(database, start_writer):

@@ -35,6 +35,10 @@ MAX_HELD_BATCHES = 20
 SALVAGE_AFTER = 3
 # A writer that has not flushed for this long (or ten flush intervals, if longer) is not keeping up.
 STALL_SECONDS = 10.0
+# Rows committed since the last checkpoint stay in memory. DuckDB's own automatic checkpoint (at a 16 MiB WAL)
+# was never seen to run under steady writes with readers active: with 1,000 HTTP probes every 5 s its
+# in-memory table data grew by about 2 MiB a minute for 25 minutes. So the writer checkpoints this often.
+CHECKPOINT_EVERY = 60.0
 
 
 @dataclass(slots=True)
@@ -93,6 +97,9 @@ class Writer:
         self._events: list[Event] = []
         self._failed_flushes = 0
         self._staging_connection = None
+        self._rows_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._checkpoint_log = RateLimitedLog(log, 600.0)
         self._full_log = RateLimitedLog(log, 60.0)
         self._error_log = RateLimitedLog(log, 60.0)
         self.rollups = RollupFolder()
@@ -185,6 +192,7 @@ class Writer:
                     next_flush = time.monotonic() + self.flush_interval
                 if self.rollups.due():
                     self._fold_rollups()
+                self._checkpoint_if_due()
             except Exception:  # the only writer must survive any bad item; the error is logged
                 self.stats.insert_failures += 1
                 self._error_log.error("writer-loop", "writer error, batch held for retry")
@@ -228,6 +236,20 @@ class Writer:
         finally:
             command.done.set()
 
+    def _checkpoint_if_due(self) -> None:
+        """Write committed rows from memory to the database file every CHECKPOINT_EVERY seconds."""
+        if not self._rows_since_checkpoint or time.monotonic() - self._last_checkpoint < CHECKPOINT_EVERY:
+            return
+        self._last_checkpoint = time.monotonic()
+        try:
+            self.database.connection.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            # For example a full disk. The rows stay committed in the WAL, and the writer tries again later.
+            self._checkpoint_log.warning("checkpoint", "checkpoint failed, retried in %.0fs error=%s",
+                                         CHECKPOINT_EVERY, exc)
+            return
+        self._rows_since_checkpoint = 0
+
     def _fold_rollups(self, end: datetime | None = None) -> None:
         try:
             self.rollups.fold(self.database.connection, end)
@@ -254,6 +276,7 @@ class Writer:
         self._failed_flushes = 0
         self._samples, self._events = [], []
         self.stats.samples_written += len(samples)
+        self._rows_since_checkpoint += len(samples) + len(events)
         self.stats.events_written += len(events)
         self.stats.batches += 1
         self.stats.last_batch_size = len(samples)
