@@ -16,6 +16,7 @@ import yaml
 from oculus import cli
 from oculus.collectors import registry
 from oculus.config import ConfigError, Secret, format_duration, load_config, parse_duration, reveal
+from oculus.config.values import format_size, parse_size
 from oculus.config.schema import COLLECTOR_COMMON, SECTIONS
 
 
@@ -88,6 +89,10 @@ INVALID_FILES = [
     ("invalid-duration-too-short.yaml",
      'invalid-duration-too-short.yaml:2: runtime.shutdown_timeout: '
      'expected a duration of at least 1s, got "500ms"'),
+    ("invalid-size-words.yaml",
+     'invalid-size-words.yaml:2: database.memory_limit: expected a size like 256MiB, 512MB or 1GiB, got "lots"'),
+    ("invalid-size-too-small.yaml",
+     'invalid-size-too-small.yaml:2: database.memory_limit: expected a size of at least 16MiB, got "1MiB"'),
     ("invalid-collector-type.yaml",
      'invalid-collector-type.yaml:2: collectors[0].type: unknown collector type "dns"; known types: ' + KNOWN_TYPES),
     pytest.param(
@@ -589,6 +594,27 @@ def test_parse_duration_rejects(text):
 
 def test_format_duration_round_trip():
     assert parse_duration(format_duration(1.5)) == 1.5
+
+
+# -- sizes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, size", [("256MiB", 256 * 2**20), ("512MB", 512 * 10**6), ("1GiB", 2**30),
+                                        ("1.5 GB", 1_500_000_000), ("64kib", 64 * 1024), ("100B", 100)])
+def test_parse_size(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "256", "lots", "256M", "-1MiB", "1 PiB", None, 256])
+def test_parse_size_rejects(text):
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("size, text", [(256 * 2**20, "256MiB"), (2**30, "1GiB"), (1536, "1536B"),
+                                        (3 * 2**10, "3KiB"), (10**6, "1000000B")])
+def test_format_size(size, text):
+    assert format_size(size) == text
 
 
 # -- the example config documents every setting -------------------------------

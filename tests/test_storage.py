@@ -193,6 +193,28 @@ def test_writer_checkpoints_wal(database, start_writer, monkeypatch):
     assert count_rows(database, "samples") == 100
 
 
+def test_memory_limit_bounds_cached_blocks(db_path):
+    limit = 16 * 2**20
+    database = Database(db_path, memory_limit=limit)
+    database.open()
+    connection = database.connection
+    try:
+        assert connection.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "16.0 MiB"
+        # About 20 MiB of table blocks without a limit: more than the limit, so DuckDB must evict some.
+        for _ in range(8):
+            connection.execute("INSERT INTO samples (ts, category, symbol, value, success) "
+                               "SELECT now() + to_seconds(range), 'net', 'net.tcp.t' || (range % 1000) || '.rtt_ms', "
+                               "random(), true FROM range(250000)")
+            connection.execute("CHECKPOINT")
+        cached = connection.execute("SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'BASE_TABLE'")
+        assert cached.fetchone()[0] <= limit
+
+        groups = connection.execute("SELECT count(DISTINCT symbol), count(*) FROM samples").fetchone()
+        assert groups == (1000, 2_000_000), "a query over more data than the limit must still run"
+    finally:
+        database.close()
+
+
 def test_latest_tracks_previous_across_batches(database, start_writer):
     writer = start_writer(batch_size=1)
     t1 = utc_now()

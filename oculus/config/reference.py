@@ -16,7 +16,7 @@ import yaml
 
 from oculus.collectors import registry
 from oculus.config import schema
-from oculus.config.values import format_duration
+from oculus.config.values import format_duration, format_size
 from oculus.resources import asset_path
 
 # Type names of parsers, by function name; any other parser is described by the first sentence of its docstring.
@@ -74,12 +74,14 @@ def describe_type(field: schema.Field) -> str:
     """Return the type of a setting in a few words, from its parser."""
     parser = field.parse
     qualname = parser.__qualname__
-    if qualname.startswith(("integer.", "duration.", "choice.")):
+    if qualname.startswith(("integer.", "duration.", "choice.", "byte_size.")):
         bounds = inspect.getclosurevars(parser).nonlocals
         if qualname.startswith("choice."):
             return "one of " + ", ".join(bounds["choices"])
         if qualname.startswith("integer."):
             return "integer" + _range(bounds["minimum"], bounds["maximum"], str)
+        if qualname.startswith("byte_size."):
+            return "size" + _range(bounds["minimum"], bounds["maximum"], format_size)
         maximum = bounds["maximum"] if bounds["maximum"] < schema.MAX_DURATION else None
         return "duration" + _range(bounds["minimum"] or None, maximum, format_duration)
     if qualname in TYPE_NAMES:
@@ -105,11 +107,20 @@ def describe_default(field: schema.Field) -> str:
     value = field.default
     if value is None:
         return "none"
-    if field.parse.__qualname__.startswith("duration.") and isinstance(value, (int, float)):
-        return f"`{format_duration(value) if value else '0s'}`"
+    value = _written(field, value)
     if isinstance(value, tuple):
         value = list(value)
     return f"`{_inline_yaml(value)}`"
+
+
+def _written(field: schema.Field, value):
+    """Return a duration or size default the way a config file writes it, any other value unchanged."""
+    qualname = field.parse.__qualname__
+    if qualname.startswith("duration.") and isinstance(value, (int, float)):
+        return format_duration(value) if value else "0s"
+    if qualname.startswith("byte_size.") and isinstance(value, int):
+        return format_size(value)
+    return value
 
 
 def _inline_yaml(value) -> str:
@@ -139,9 +150,7 @@ def section_example(section: schema.Section) -> str:
     """Return a YAML block that sets every setting of `section` to its default."""
     values = {}
     for field in section.fields:
-        value = field.default
-        if field.parse.__qualname__.startswith("duration.") and isinstance(value, (int, float)):
-            value = format_duration(value)
+        value = _written(field, field.default)
         values[field.name] = list(value) if isinstance(value, tuple) else value
     return yaml.safe_dump({section.name: values}, sort_keys=False, default_flow_style=False).rstrip()
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from oculus.config.values import MAX_DURATION, Secret, format_duration, parse_duration, reveal
+from oculus.config.values import MAX_DURATION, Secret, format_duration, format_size, parse_duration, parse_size, reveal
 
 REQUIRED = object()
 
@@ -128,6 +128,22 @@ def duration(minimum: float = 0.0, maximum: float = MAX_DURATION):
     return parse
 
 
+def byte_size(minimum: int, maximum: int):
+    def parse(value):
+        plain, shown = _plain(value)
+        try:
+            size = parse_size(plain)
+        except ValueError:
+            raise Invalid(f"expected a size like 256MiB, 512MB or 1GiB, got {shown}") from None
+        if size < minimum:
+            raise Invalid(f"expected a size of at least {format_size(minimum)}, got {shown}")
+        if size > maximum:
+            raise Invalid(f"expected a size of at most {format_size(maximum)}, got {shown}")
+        return size
+
+    return parse
+
+
 def choice(*choices: str):
     def parse(value):
         plain, shown = _plain(value)
@@ -187,6 +203,8 @@ def describe_default(f: Field) -> str:
         return "required"
     if f.parse.__qualname__.startswith("duration") and isinstance(f.default, (int, float)):
         return format_duration(f.default)
+    if f.parse.__qualname__.startswith("byte_size") and isinstance(f.default, int):
+        return format_size(f.default)
     return repr(f.default)
 
 
@@ -219,6 +237,10 @@ DATABASE = Section(
               "for symbols sampled every 30 s they take about as much space as the raw samples."),
         Field("rollups_1h_retention", duration(3600), 365 * 86400.0,
               "How long 1-hour rollups are kept; charts of ranges older than the raw samples read them."),
+        Field("memory_limit", byte_size(16 * 2**20, 2**40), 256 * 2**20,
+              "Maximum memory DuckDB uses to cache table data and run queries. Without a limit DuckDB keeps "
+              "every block it has written or read, up to 80% of the host's RAM. Above the limit it evicts cached "
+              "blocks and spills large queries to a .tmp folder next to the database file."),
     ),
     "Storage of samples and events.",
 )

@@ -1,4 +1,4 @@
-"""Value types shared by the config layer: durations and secrets."""
+"""Value types shared by the config layer: durations, byte sizes and secrets."""
 
 from __future__ import annotations
 
@@ -45,6 +45,28 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+# Decimal units as DuckDB and disk vendors count them, binary units as the kernel reports memory.
+_UNIT_BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Parse a size such as ``256MiB``, ``512MB`` or ``1GiB`` into bytes; raise ValueError for anything else."""
+    match = _SIZE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(text)
+    return int(float(match.group(1)) * _UNIT_BYTES[match.group(2).lower()])
+
+
+def format_size(size: int) -> str:
+    """Format bytes with the largest binary unit that divides them (``268435456`` -> ``256MiB``)."""
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        if size and size % _UNIT_BYTES[unit.lower()] == 0:
+            return f"{size // _UNIT_BYTES[unit.lower()]}{unit}"
+    return f"{size}B"
 
 
 class Secret:

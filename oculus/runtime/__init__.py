@@ -34,7 +34,7 @@ class Runtime:
         self.flags = dict(flags or {})
         # A reload must keep the port picked for "--port 0", or the self-probes would move.
         self.flags["port"] = config.server.port
-        self.database = Database(config.database.path)
+        self.database = Database(config.database.path, config.database.memory_limit)
         self.writer: Writer | None = None
         self.scheduler: CollectorScheduler | None = None
         self.rule_engine = None

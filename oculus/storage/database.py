@@ -51,8 +51,9 @@ def _configure(conn) -> None:
 class Database:
     """The DuckDB file. The writer thread owns `connection`; everyone else uses reader()."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, memory_limit: int | None = None):
         self.path = os.path.abspath(path)
+        self.memory_limit = memory_limit  # bytes; None keeps DuckDB's default of 80% of RAM
         self.connection = None
         self.schema_version = 0
         self._local = threading.local()
@@ -70,7 +71,10 @@ class Database:
                 "create it or pass another file with --db-path"
             ) from None
         try:
-            self.connection = duckdb.connect(self.path, config=CONNECT_CONFIG)
+            config = dict(CONNECT_CONFIG)
+            if self.memory_limit:
+                config["memory_limit"] = f"{self.memory_limit}B"
+            self.connection = duckdb.connect(self.path, config=config)
         except duckdb.IOException as exc:
             match = _LOCK_HOLDER.search(str(exc))
             if match:
