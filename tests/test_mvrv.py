@@ -150,7 +150,8 @@ def test_zscore_lenient_variants(tmp_path, fixture_api, variant):
 
 
 @pytest.mark.parametrize("payload, expected", [
-    (b'{"d": "2026-03-17", "unixTs": 1773705600, "mvrvZscore": NaN}', "invalid mvrvZscore: expected a finite number, got nan"),
+    (b'{"d": "2026-03-17", "unixTs": 1773705600, "mvrvZscore": NaN}',
+     "invalid mvrvZscore: expected a finite number, got nan"),
     ({"d": "2026-03-17", "unixTs": 1773705600}, "no mvrvZscore value (got None)"),
     ({"d": "2026-03-17", "mvrvZscore": "n/a"}, "invalid mvrvZscore"),
     ([], "expected one object with mvrvZscore"),

@@ -283,6 +283,18 @@ def test_query_unknown_column_400(url):
     assert "no_such_column" in response.json()["error"]["message"]
 
 
+def test_query_out_of_memory_422(url):
+    # A list of 100 million integers needs about 800 MB, more than the default limit of 256 MiB.
+    response = post_query(url, {"sql": "SELECT len(list(range)) FROM range(100000000)"})
+
+    assert_error_shape(response, 422, "query_out_of_memory")
+    message = response.json()["error"]["message"]
+    assert "Out of Memory Error" in message
+    assert "raise database.memory_limit" in message
+    assert "SET " not in message, "DuckDB's hints name statements the guard rejects"
+    assert post_query(url, {"sql": "SELECT 1 AS one"}).status == 200, "the endpoint must stay usable"
+
+
 # -- request body ---------------------------------------------------------------
 
 

@@ -41,6 +41,10 @@ class QueryFailed(ValueError):
     """DuckDB rejected the query (syntax, unknown column, bad parameter ...)."""
 
 
+class QueryOutOfMemory(QueryFailed):
+    """The query needed more memory than DuckDB's memory_limit allows."""
+
+
 @dataclass
 class QueryResult:
     columns: list
@@ -128,7 +132,7 @@ def run_read_only(cursor, sql: str, params: dict | list | None = None, *,
     """Check `sql`, run it on `cursor` with bound `params`, interrupt it after `timeout` seconds.
 
     Returns at most `max_rows` rows, and `truncated` is true when more existed.
-    Raises UnsafeQuery, QueryFailed or QueryTimeout.
+    Raises UnsafeQuery, QueryFailed, QueryOutOfMemory or QueryTimeout.
     """
     check_read_only(cursor, sql)
     timed_out = threading.Event()
@@ -149,6 +153,11 @@ def run_read_only(cursor, sql: str, params: dict | list | None = None, *,
     except duckdb.Error as exc:
         if timed_out.is_set():
             raise QueryTimeout(f"the query ran longer than {timeout:g} s and was stopped") from None
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            # DuckDB's own hints name SET statements, which the guard rejects, so they are left out.
+            first_line = clean_error(exc).split(" Possible solutions:")[0]
+            raise QueryOutOfMemory(f"{first_line}; aggregate in SQL, narrow the time range or raise "
+                                   "database.memory_limit in the config") from None
         raise QueryFailed(clean_error(exc)) from None
     finally:
         timer.cancel()

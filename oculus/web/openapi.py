@@ -6,7 +6,8 @@ from oculus import __version__
 from oculus.web.alerts import ALERT_STATES
 
 ERROR_CODES = ("bad_request", "invalid_parameter", "invalid_body", "not_found", "method_not_allowed",
-               "unauthorized", "query_disabled", "query_rejected", "query_failed", "query_timeout",
+               "unauthorized", "query_disabled", "query_rejected", "query_failed", "query_out_of_memory",
+               "query_timeout",
                "export_disabled", "backup_disabled",
                "payload_too_large", "rate_limited", "busy", "internal_error")
 
@@ -204,6 +205,7 @@ def _paths() -> dict:
         "403": _json(_ref("Error"), "No token is configured, so the endpoint is disabled."),
         "405": _error("MethodNotAllowed"),
         "413": _json(_ref("Error"), "The body is larger than 64 KiB."),
+        "422": _json(_ref("Error"), "The query needs more memory than database.memory_limit allows."),
         "429": _json(_ref("Error"), "More than 10 requests a second from this client; see Retry-After."),
         "503": _json(_ref("Error"), "Two queries are running already; see Retry-After."),
         "504": _json(_ref("Error"), "The query ran longer than 5 s and was stopped."),

@@ -16,7 +16,7 @@ import time
 import bottle
 
 from oculus.config import reveal
-from oculus.storage.sqlguard import QueryFailed, QueryTimeout, UnsafeQuery, run_read_only
+from oculus.storage.sqlguard import QueryFailed, QueryOutOfMemory, QueryTimeout, UnsafeQuery, run_read_only
 from oculus.web.jsonapi import ApiError, json_response
 from oculus.web.ratelimit import TokenBuckets, retry_after_header
 
@@ -92,6 +92,9 @@ class QueryEndpoint:
         except QueryTimeout as exc:
             outcome = "timeout"
             raise ApiError(504, "query_timeout", f"{exc}; narrow the time range or add a LIMIT") from None
+        except QueryOutOfMemory as exc:
+            outcome = "out_of_memory"
+            raise ApiError(422, "query_out_of_memory", str(exc)) from None
         except QueryFailed as exc:
             raise ApiError(400, "query_failed", str(exc)) from None
         finally:
