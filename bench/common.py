@@ -216,6 +216,31 @@ def rss_mib(pid: int) -> float:
         return int(handle.read().split()[1]) * PAGE_SIZE / 2**20
 
 
+def rss_by_mapping(pid: int) -> dict[str, float]:
+    """Split the RSS of process `pid` by what backs it, in MiB, from /proc/PID/smaps.
+
+    Keys: "duckdb" (pages of DuckDB's shared library), "files" (every other
+    mapped file: the interpreter, libraries, extension modules) and
+    "anonymous" (heap and thread stacks: Python objects and DuckDB's buffers).
+    """
+    totals = {"duckdb": 0, "files": 0, "anonymous": 0}
+    kind = "anonymous"
+    with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
+                path = fields[5] if len(fields) > 5 else ""
+                if "_duckdb" in path:
+                    kind = "duckdb"
+                elif path.startswith("/"):
+                    kind = "files"
+                else:
+                    kind = "anonymous"  # [heap], [stack], unnamed mappings
+            elif fields[0] == "Rss:":
+                totals[kind] += int(fields[1])
+    return {key: kib / 1024 for key, kib in totals.items()}
+
+
 class CpuMeter:
     """CPU use of a set of processes between two calls of read(), as a share of one core (1.0 = 100 %)."""
 
