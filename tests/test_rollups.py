@@ -264,6 +264,7 @@ def aged_runtime(tmp_path_factory):
     seed(runtime, [Sample(now - timedelta(hours=hours), "net", "net.tcp.old.rtt_ms", float(hours % 24), True, 1.0, {})
                    for hours in range(1, 20 * 24 + 1)])
     runtime.writer.run_command(retention_command(7 * 86400.0, 90 * 86400.0), "retention", timeout=30.0)
+    runtime.seeded_at = now  # the tests derive calendar days from it
     yield runtime
     runtime.stop()
 
@@ -300,4 +301,7 @@ def test_symbol_page_365d_range_has_chart_points(aged_runtime):
 
     assert 'data-range="365d"' in page
     chart = json.loads(re.search(r'<script[^>]*id="chart-data"[^>]*>(.*?)</script>', page, re.S).group(1))
-    assert len(chart["ts"]) == 20 + 1, "one point a day for 20 days, and today's partial day"
+    # One point per UTC day that has samples: 21 days, or 20 in the first hour of a day, when the newest
+    # sample (one hour old) still falls on the day before.
+    days = {(aged_runtime.seeded_at - timedelta(hours=hours)).date() for hours in range(1, 20 * 24 + 1)}
+    assert len(chart["ts"]) == len(days), "one point a day"
