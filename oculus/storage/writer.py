@@ -96,7 +96,6 @@ class Writer:
         self._samples: list = []
         self._events: list[Event] = []
         self._failed_flushes = 0
-        self._staging_connection = None
         self._rows_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._checkpoint_log = RateLimitedLog(log, 600.0)
@@ -317,10 +316,6 @@ class Writer:
 
     def _insert(self, samples: list, events: list[Event]) -> None:
         conn = self.database.connection
-        if samples and conn is not self._staging_connection:
-            # Outside the transaction: a rollback would drop a table created inside it.
-            conn.execute(_CREATE_STAGING)
-            self._staging_connection = conn
         conn.execute("BEGIN TRANSACTION")
         try:
             if samples:
@@ -404,25 +399,18 @@ def _columns(samples: list) -> list:
     ]
 
 
-# Each batch is converted from Python lists into this table once, and samples and latest are then filled
-# from it in SQL. Converting Python objects is the costly step of an insert, so this saves converting the
-# newest rows a second time for latest. writer_newest contains the newest row per symbol of the batch while
-# latest is updated from it. A TEMP table belongs to the writer's connection alone.
-_CREATE_STAGING = """
-    CREATE TEMP TABLE IF NOT EXISTS writer_batch (
-        position INTEGER, ts TIMESTAMP, category VARCHAR, symbol VARCHAR, value DOUBLE, success BOOLEAN,
-        duration_ms DOUBLE, tags JSON
-    );
-    CREATE TEMP TABLE IF NOT EXISTS writer_newest (
-        symbol VARCHAR, category VARCHAR, ts TIMESTAMP, value DOUBLE, success BOOLEAN, duration_ms DOUBLE,
-        tags JSON, prev_value DOUBLE, prev_ts TIMESTAMP, last_ok_ts TIMESTAMP
-    )
-"""
-
+# Each batch is converted from Python lists into the TEMP table writer_batch once, and samples and latest are
+# then filled from it in SQL. Converting Python objects is the costly step of an insert, so this saves
+# converting the newest rows a second time for latest. writer_newest contains the newest row per symbol of the
+# batch while latest is updated from it. A TEMP table belongs to the writer's connection alone.
+#
+# Both are replaced with every batch instead of filled and emptied: DuckDB keeps deleted rows of a TEMP table
+# in memory, and an INSERT and DELETE of 400 rows, 6,000 times over, left 35 MiB more RSS than replacing the
+# table did, in half the time (duckdb 2.0.1).
 _STAGE_SAMPLES = """
-    INSERT INTO writer_batch (position, ts, category, symbol, value, success, duration_ms, tags)
-    SELECT sample.position, run.ts, run.category, sample.symbol, sample.value, sample.success, run.duration_ms,
-           sample.tags
+    CREATE OR REPLACE TEMP TABLE writer_batch AS
+    SELECT sample.position::INTEGER AS position, run.ts, run.category, sample.symbol, sample.value, sample.success,
+           run.duration_ms, sample.tags
     FROM (
         SELECT unnest(range(len($1))) AS position, unnest($1::INTEGER[]) AS run_index,
                unnest($2::VARCHAR[]) AS symbol, unnest($3::DOUBLE[]) AS value, unnest($4::BOOLEAN[]) AS success,
@@ -445,7 +433,6 @@ def _insert_samples(conn, samples: list, rollups: RollupFolder) -> None:
     _upsert_latest(conn)
     timestamps = [sample.ts for sample in samples]
     rollups.merge_late(conn, min(timestamps), max(timestamps))
-    conn.execute("DELETE FROM writer_batch")
 
 
 def _upsert_latest(conn) -> None:
@@ -456,7 +443,7 @@ def _upsert_latest(conn) -> None:
     used instead of INSERT ... ON CONFLICT, which took several times longer for a batch of 2,000 symbols
     (duckdb 2.0.1).
     """
-    conn.execute(f"INSERT INTO writer_newest {_NEWEST_PER_SYMBOL}")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE writer_newest AS {_NEWEST_PER_SYMBOL}")
     conn.execute("""
         UPDATE latest SET
             prev_value = CASE WHEN batch.prev_ts IS NOT NULL THEN batch.prev_value ELSE latest.value END,
@@ -473,7 +460,6 @@ def _upsert_latest(conn) -> None:
         SELECT symbol, category, ts, value, success, duration_ms, tags, prev_value, prev_ts, last_ok_ts
         FROM writer_newest AS batch ANTI JOIN latest USING (symbol)
     """)
-    conn.execute("DELETE FROM writer_newest")
 
 
 # The positions of the newest two rows per symbol, ordered by (ts, position), joined back to their rows.
@@ -488,7 +474,7 @@ _NEWEST_PER_SYMBOL = """
     )
     SELECT batch_row.symbol, batch_row.category, batch_row.ts, batch_row.value, batch_row.success,
            batch_row.duration_ms, batch_row.tags,
-           previous.value, previous.ts, newest.last_ok_ts
+           previous.value AS prev_value, previous.ts AS prev_ts, newest.last_ok_ts
     FROM newest
     JOIN writer_batch AS batch_row ON batch_row.position = newest.positions[1]
     LEFT JOIN writer_batch AS previous ON previous.position = newest.positions[2]
