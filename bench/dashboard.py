@@ -37,8 +37,8 @@ import common  # noqa: E402
 from oculus.storage import Database  # noqa: E402
 
 TOKEN = "bench-token"
-# The dashboard refreshes every 2 s; a page that responds within 100 ms feels instant.
-TARGET_MS = 100.0
+# Target for the 95th percentile of /partials/metrics, which every open dashboard requests every 2 s.
+PARTIAL_P95_TARGET_MS = 50.0
 SIZES = {"full": (1000, 7), "quick": (200, 1), "smoke": (50, 1)}  # symbols, days
 SYMBOL = "crypto.price.c0001_usd"
 # ts is a TIMESTAMP in UTC; comparing it with now()::TIMESTAMP rather than now() (a TIMESTAMP WITH
@@ -213,14 +213,16 @@ def measure(url: str, symbol: str, runs: int, clients: int, requests_per_client:
 def figures_of(results: dict, clients: int) -> list:
     figures = []
     for name, runs in results.items():
-        dashboard = name in ("/", "/partials/metrics")
         failures = sum(len(run["failures"]) for run in runs)
         note = f"{clients} concurrent clients; {failures} responses were not 200" if failures else \
             f"{clients} concurrent clients"
+        figures.append(common.figure(f"{name} median", f"{name}: median latency", [run["median"] for run in runs],
+                                     "ms", None, "", note))
+        partial = name == "/partials/metrics"
         figures.append(common.figure(
-            f"{name} median", f"{name}: median latency", [run["median"] for run in runs], "ms",
-            ("<", TARGET_MS) if dashboard else None, "" if not dashboard else "dashboard refresh every 2 s", note))
-        figures.append(common.figure(f"{name} p95", f"{name}: 95th percentile", [run["p95"] for run in runs], "ms"))
+            f"{name} p95", f"{name}: 95th percentile", [run["p95"] for run in runs], "ms",
+            ("<=", PARTIAL_P95_TARGET_MS) if partial else None,
+            "Uptime Kuma: 10–15 s dashboard loads at ~1,400 monitors" if partial else "", note))
     return figures
 
 

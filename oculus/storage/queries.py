@@ -35,8 +35,9 @@ def sparkline_points(cursor, symbols: list[str], since: datetime, bucket_seconds
     """Return {symbol: SVG polyline points} of the per-bucket average of successful samples since `since`.
 
     x spans `width` over the time from `since` to now, y spans `height` from the minimum (bottom, 2 px
-    margin) to the maximum (top). Symbols with fewer than two buckets are left out. DuckDB computes the
-    points, because building them in Python for 1,000 symbols took longer than the rest of the page.
+    margin) to the maximum (top), both rounded to whole pixels to keep the page small. Symbols with fewer
+    than two buckets are left out. DuckDB computes the points, because building them in Python for 1,000
+    symbols took longer than the rest of the page.
     """
     if not symbols:
         return {}
@@ -53,9 +54,10 @@ def sparkline_points(cursor, symbols: list[str], since: datetime, bucket_seconds
             WINDOW w AS (PARTITION BY symbol)
         )
         SELECT symbol,
-               string_agg(printf('%.1f,%.1f',
-                                 least(greatest(epoch(bucket - $since) / $window * $width, 0), $width),
-                                 $height - 2 - (value - low) / coalesce(nullif(high - low, 0), 1) * ($height - 4)),
+               string_agg(printf('%d,%d',
+                                 round(least(greatest(epoch(bucket - $since) / $window * $width, 0), $width))::BIGINT,
+                                 round($height - 2 - (value - low) / coalesce(nullif(high - low, 0), 1)
+                                       * ($height - 4))::BIGINT),
                           ' ' ORDER BY bucket)
         FROM ranged
         WHERE buckets >= 2

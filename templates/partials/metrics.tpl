@@ -21,31 +21,30 @@
   </h2>
   <div class="overflow-hidden rounded-lg border border-slate-800 bg-slate-900">
     % for row in panel.rows:
-    <div class="grid grid-cols-[auto_1fr_auto] items-center gap-x-3 gap-y-1 border-b border-slate-800 px-4 py-3 last:border-b-0 sm:grid-cols-[auto_minmax(0,2fr)_minmax(0,1fr)_auto_auto]"
-         data-symbol="{{row.key}}">
+    <div class="metric-row" data-symbol="{{row.key}}">
       % if row.badge:
-      <span class="w-14 rounded px-2 py-0.5 text-center text-xs font-semibold bg-slate-500/20 text-slate-300">{{row.badge}}</span>
+      <span class="metric-badge bg-slate-500/20 text-slate-300">{{row.badge}}</span>
       % elif row.stale:
-      <span class="w-14 rounded px-2 py-0.5 text-center text-xs font-semibold bg-amber-500/15 text-amber-300" title="no sample for more than two intervals">STALE</span>
+      <span class="metric-badge bg-amber-500/15 text-amber-300" title="no sample for more than two intervals">STALE</span>
       % elif row.up:
-      <span class="w-14 rounded px-2 py-0.5 text-center text-xs font-semibold bg-emerald-500/15 text-emerald-300">UP</span>
+      <span class="metric-badge bg-emerald-500/15 text-emerald-300">UP</span>
       % else:
-      <span class="w-14 rounded px-2 py-0.5 text-center text-xs font-semibold bg-rose-500/15 text-rose-300">DOWN</span>
+      <span class="metric-badge bg-rose-500/15 text-rose-300">DOWN</span>
       % end
       <div class="min-w-0">
-        <div class="truncate font-medium text-slate-100"><a href="{{row.href}}" class="hover:text-sky-300 hover:underline">{{row.name}}</a> <span class="ml-1 text-xs font-normal text-slate-500">{{row.kind}}</span>
+        <div class="metric-name"><a href="{{row.href}}" class="metric-link">{{row.name}}</a> <span class="metric-kind">{{row.kind}}</span>
           % if row.debug_href:
           <a href="{{row.debug_href}}" class="ml-1 text-xs font-normal text-slate-500 hover:text-sky-300" title="runs, errors and effective config of this collector">debug</a>
           % end
         </div>
-        <div class="truncate text-xs text-slate-500">{{row.target}}</div>
+        <div class="metric-target">{{row.target}}</div>
         % if row.error:
         <div class="break-words text-xs text-rose-300">{{row.error}}</div>
         % end
       </div>
-      <div class="text-right sm:text-left">
-        <div class="font-mono text-lg text-slate-100" data-value>{{row.value}} <span class="text-sm text-slate-400" title="against the previous sample">{{row.trend}}</span></div>
-        <div class="text-xs text-slate-500">
+      <div class="metric-cell">
+        <div class="metric-value" data-value>{{row.value}} <span class="metric-trend" title="against the previous sample">{{row.trend}}</span></div>
+        <div class="metric-details">
           % if row.change_24h:
           <span class="mr-2 {{'text-emerald-400' if row.trend_24h == '↑' else 'text-rose-400' if row.trend_24h == '↓' else 'text-slate-400'}}" data-change-24h title="against the value 24 h ago">{{row.trend_24h}} {{row.change_24h}} 24h</span>
           % end
@@ -54,14 +53,14 @@
           % end
         </div>
       </div>
-      <svg class="col-span-2 h-7 w-full {{spark}} sm:col-span-1 sm:w-32" viewBox="0 0 120 28" preserveAspectRatio="none" aria-label="last hour">
+      <svg class="metric-spark {{spark}}" viewBox="0 0 120 28" preserveAspectRatio="none" aria-label="last hour">
         % if row.spark:
-        <polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{{row.spark}}" />
+        <polyline points="{{row.spark}}" />
         % else:
         <line x1="0" y1="14" x2="120" y2="14" stroke="#334155" stroke-dasharray="2 3" />
         % end
       </svg>
-      <time class="text-right text-xs text-slate-400" data-local datetime="{{iso(row.ts)}}">{{iso(row.ts)}}</time>
+      <time class="metric-time" data-local datetime="{{iso(row.ts)}}">{{iso(row.ts)}}</time>
     </div>
     % end
   </div>
