@@ -342,7 +342,7 @@ def _token(config) -> str | None:
 
 
 def _bundle_python_mismatch() -> str | None:
-    """Return an error when this .pyz bundles compiled wheels for another Python version.
+    """Return an error when this .pyz bundles compiled wheels for another Python version or CPU architecture.
 
     build_zipapp.py writes oculus/_build.json; a source checkout has none.
     """
@@ -363,4 +363,10 @@ def _bundle_python_mismatch() -> str | None:
             f"Python {running[0]}.{running[1]}. Run it with python{wanted} "
             f"(python{wanted} oculus.pyz), or build a matching file on this host with 'make dist'."
         )
+    import platform  # only here: --help and version never need it
+
+    built_machine, machine = info.get("platform"), platform.machine()
+    if built_machine and built_machine != machine:
+        return (f"error: this oculus.pyz bundles duckdb built for {built_machine} CPUs, but this host is "
+                f"{machine}. Build oculus.pyz on a {machine} host with 'make dist'.")
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -191,8 +192,20 @@ def test_mismatch_message_names_versions(monkeypatch, tmp_path):
 
 
 def test_mismatch_none_when_matching(monkeypatch, tmp_path):
-    _fake_bundle(monkeypatch, tmp_path, {"python": list(sys.version_info[:2])})
+    _fake_bundle(monkeypatch, tmp_path, {"python": list(sys.version_info[:2]), "platform": platform.machine()})
     assert cli._bundle_python_mismatch() is None
+
+
+def test_mismatch_message_names_architectures(monkeypatch, tmp_path):
+    _fake_bundle(monkeypatch, tmp_path, {"python": list(sys.version_info[:2]), "platform": "riscv128"})
+
+    message = cli._bundle_python_mismatch()
+
+    assert message is not None, "a bundle built for another CPU architecture was accepted"
+    assert "riscv128" in message
+    assert platform.machine() in message
+    assert "make dist" in message
+    assert "\n" not in message
 
 
 def test_mismatch_none_in_checkout(monkeypatch, tmp_path):

@@ -59,9 +59,12 @@ Oculus reads one YAML file (`-c FILE` or `OCULUS_CONFIG`); without one it
 runs on an embedded default config. A setting comes from, in order of
 precedence: its command-line option, its `OCULUS_*` environment variable,
 the file, the built-in default. Durations are written `500ms`, `30s`, `5m`,
-`1h`, `7d` or combined, `1m30s`. `${NAME}` anywhere in a value is replaced
-by the environment variable `NAME`, and a value that came from one prints as
-`<secret>` wherever it is shown. Unknown keys are errors with a "did you
+`1h`, `7d` or combined, `1m30s`, and sizes `256MiB`, `512MB` or `1GiB`.
+`${NAME}` anywhere in a value is replaced by the environment variable
+`NAME`. Secret settings (tokens, passwords, webhooks) always print as
+`<secret>`, and so do the collector settings that
+[collectors.md](collectors.md) lists when their value came from `${NAME}`;
+other settings show the value. Unknown keys are errors with a "did you
 mean" hint, and `oculus check -c FILE` lists every problem with its file,
 line and key path.
 
