@@ -137,7 +137,7 @@ def conversion_floor(repeats: int = 10) -> float:
 
     from oculus.collectors.base import Sample
     from oculus.storage import utc_now
-    from oculus.storage.writer import _CREATE_STAGING, _STAGE_SAMPLES, _columns
+    from oculus.storage.writer import _STAGE_SAMPLES, _columns
 
     batch_size = runtime_default("batch_size")
     now = utc_now()
@@ -149,12 +149,10 @@ def conversion_floor(repeats: int = 10) -> float:
                             float(index), True, duration_ms, {"status": 200}))
     timings = []
     with duckdb.connect() as conn:
-        conn.execute(_CREATE_STAGING)
         for _ in range(repeats):
             started = time.perf_counter()
-            conn.execute(_STAGE_SAMPLES, _columns(batch))
+            conn.execute(_STAGE_SAMPLES, _columns(batch))  # replaces the TEMP table writer_batch
             timings.append(time.perf_counter() - started)
-            conn.execute("DELETE FROM writer_batch")
     return batch_size / statistics.median(timings)
 
 
