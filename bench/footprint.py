@@ -96,20 +96,31 @@ def rss_floors() -> dict[str, float]:
     return floors
 
 
-def load_rss(targets: int, seconds: float, every: float) -> list[tuple[float, float, float]]:
-    """Probe `targets` loopback URLs every 5 s for `seconds`; return (elapsed s, RSS MiB, CPU share) samples."""
-    samples = []
+def load_rss(targets: int, seconds: float, every: float) -> tuple[list, list]:
+    """Probe `targets` loopback URLs every 5 s for `seconds`, beside bench/writefloor.py taking the same writes.
+
+    Return Oculus's (elapsed s, RSS MiB, CPU share) samples, and the same for the DuckDB-only process.
+    """
+    samples, floor_samples = [], []
     with common.TargetServer() as server:
         config = common.http_targets_config(server.url, targets, INTERVAL)
         with common.Oculus(config, use_pyz=True) as oculus:
-            started = time.monotonic()
-            meter = common.CpuMeter([oculus.pid])
-            deadline = started + seconds
-            while time.monotonic() < deadline:
-                time.sleep(min(every, max(0.0, deadline - time.monotonic())))
-                samples.append((time.monotonic() - started, oculus.rss_mib(), meter.read()))
-                print(f"  {samples[-1][0]:5.0f}s RSS {samples[-1][1]:.1f} MiB CPU {samples[-1][2]:.0%}", flush=True)
-    return samples
+            floor = subprocess.Popen([sys.executable, str(Path(__file__).with_name("writefloor.py")),
+                                      str(seconds + 2 * every), str(targets)])
+            try:
+                started = time.monotonic()
+                meter, floor_meter = common.CpuMeter([oculus.pid]), common.CpuMeter([floor.pid])
+                deadline = started + seconds
+                while time.monotonic() < deadline:
+                    time.sleep(min(every, max(0.0, deadline - time.monotonic())))
+                    elapsed = time.monotonic() - started
+                    samples.append((elapsed, oculus.rss_mib(), meter.read()))
+                    floor_samples.append((elapsed, common.rss_mib(floor.pid), floor_meter.read()))
+                    print(f"  {elapsed:5.0f}s RSS {samples[-1][1]:.1f} MiB CPU {samples[-1][2]:.0%}; "
+                          f"DuckDB alone {floor_samples[-1][1]:.1f} MiB", flush=True)
+            finally:
+                common.stop_process(floor, 10)
+    return samples, floor_samples
 
 
 def growth_percent(samples: list[tuple[float, float, float]]) -> float:
@@ -190,7 +201,7 @@ def main(argv=None) -> int:
           flush=True)
 
     print(f"{size['targets']} HTTP targets every {INTERVAL:g} s for {size['load']} s", flush=True)
-    samples = load_rss(size["targets"], size["load"], size["every"])
+    samples, floor_samples = load_rss(size["targets"], size["load"], size["every"])
     tail = samples[len(samples) // 2:]
 
     figures = [
@@ -213,6 +224,13 @@ def main(argv=None) -> int:
                       f"one process, RSS read every {size['every']} s; each reading counts as a run"),
         common.figure("load_rss_growth", f"RSS growth over the {size['load']} s run", [growth_percent(samples)], "%",
                       ("<=", 5.0), "", "from the end of the first fifth of the run to the maximum of its last tenth"),
+        common.figure("load_rss_growth_floor", f"floor: RSS growth of DuckDB alone taking the same writes over "
+                      f"the {size['load']} s", [growth_percent(floor_samples)], "%", None, "",
+                      "bench/writefloor.py beside Oculus: plain SQL inserts and a primary-key upsert every second, "
+                      "no Oculus code"),
+        common.figure("load_rss_floor", "floor: RSS of DuckDB alone taking the same writes, second half",
+                      [rss for _, rss, _ in floor_samples[len(floor_samples) // 2:]], "MiB", None, "",
+                      "bench/writefloor.py"),
         common.figure("load_cpu", f"CPU, {size['targets']} HTTP targets at {INTERVAL:g} s, second half",
                       [cpu * 100 for _, _, cpu in tail], "% of one core", None,
                       "compared with blackbox + Prometheus in the side-by-side scenario"),
