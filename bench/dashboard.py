@@ -39,8 +39,8 @@ from oculus.storage import Database  # noqa: E402
 TOKEN = "bench-token"
 # Target for the 95th percentile of /partials/metrics, which every open dashboard requests every 2 s.
 PARTIAL_P95_TARGET_MS = 50.0
-# Measured once on 2026-12-05 with the full data set, one request at a time and the render steps timed in
-# a Python session; not re-measured by this script.
+# Measured once on 2026-12-05 with the full data set: one request at a time, and each render step timed
+# in a Python session. This script does not measure it again.
 PARTIAL_PROFILE = (
     "Profile of the full data set (1,000 symbols, 7 days), measured once on 2026-12-05 and not re-measured by "
     "this script: one client alone gets the cached partial in 6.8 ms (median of 30). Oculus renders the "

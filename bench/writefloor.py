@@ -4,9 +4,9 @@
 Usage: python bench/writefloor.py SECONDS [TARGETS]
 
 No Oculus code runs here, only duckdb and plain SQL. Every second the script
-inserts one second's samples (TARGETS / 5 probe results of two symbols each)
-into a samples table in one statement, and updates a latest table with a
-primary key from them, as a minimal store of probe results would. It
+inserts one second's samples into a samples table in one statement: TARGETS / 5
+probe results of two symbols each. It then upserts them into a latest table
+with a primary key, as a minimal store of probe results would, and it
 checkpoints once a minute. Run beside Oculus, its RSS shows how much of
 Oculus's growth DuckDB itself has under the same writes.
 """

@@ -404,9 +404,9 @@ def _columns(samples: list) -> list:
 # converting the newest rows a second time for latest. writer_newest contains the newest row per symbol of the
 # batch while latest is updated from it. A TEMP table belongs to the writer's connection alone.
 #
-# Both are replaced with every batch instead of filled and emptied: DuckDB keeps deleted rows of a TEMP table
-# in memory, and an INSERT and DELETE of 400 rows, 6,000 times over, left 35 MiB more RSS than replacing the
-# table did, in half the time (duckdb 2.0.1).
+# Both are replaced with every batch instead of filled and emptied, because DuckDB keeps the deleted rows of a
+# TEMP table in memory. An INSERT and DELETE of 400 rows, 6,000 times over, left 35 MiB more RSS than
+# replacing the table did, and took twice as long (duckdb 2.0.1).
 _STAGE_SAMPLES = """
     CREATE OR REPLACE TEMP TABLE writer_batch AS
     SELECT sample.position::INTEGER AS position, run.ts, run.category, sample.symbol, sample.value, sample.success,

@@ -14,8 +14,8 @@ CONNECT_TIMEOUT = 5.0
 # database of several gigabytes.
 READ_TIMEOUT = 3600.0
 CHUNK_BYTES = 1 << 20
-# A busy or rate-limited server (HTTP 429 or 503) is asked again after its Retry-After delay, this many
-# times at most, and never after waiting longer than MAX_RETRY_WAIT before one retry.
+# A request that gets HTTP 429 or 503 is sent again after the server's Retry-After delay, at most
+# MAX_RETRIES times, and only while that delay is at most MAX_RETRY_WAIT seconds.
 RETRY_STATUSES = (429, 503)
 MAX_RETRIES = 3
 MAX_RETRY_WAIT = 60.0
@@ -67,7 +67,7 @@ def _send(session, method: str, url: str, params: dict | None, headers: dict):
 
 
 def _retry_wait(response) -> float | None:
-    """Seconds to wait before asking again, or None when the response is final."""
+    """Return the seconds to wait before the retry, or None when the response is final."""
     if response.status_code not in RETRY_STATUSES:
         return None
     try:
