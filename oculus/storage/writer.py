@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import duckdb
 
 from oculus.logs import RateLimitedLog
+from oculus.storage import buffers
 from oculus.storage.database import Database, utc_now
 from oculus.storage.rollups import SAMPLES_DELETED_MARK, RollupFolder, record_mark
 
@@ -39,6 +40,9 @@ STALL_SECONDS = 10.0
 # only once the WAL reaches checkpoint_threshold (16 MiB by default), which a steady stream of probe results
 # takes minutes to fill, so the writer checkpoints this often to keep both small.
 CHECKPOINT_EVERY = 60.0
+# Time between two walks of DuckDB's eviction queues (buffers.py). At 1,000 targets every 5 s, about 190
+# dead entries a second pile up in between.
+RELEASE_BUFFERS_EVERY = 60.0
 
 
 @dataclass(slots=True)
@@ -98,6 +102,9 @@ class Writer:
         self._failed_flushes = 0
         self._rows_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self._last_release = time.monotonic()
+        self._memory_limit = ""  # as SET memory_limit takes it, or empty while buffer releases are off
+        self._pin_cursor = None  # the second connection buffers.release() needs
         self._checkpoint_log = RateLimitedLog(log, 600.0)
         self._full_log = RateLimitedLog(log, 60.0)
         self._error_log = RateLimitedLog(log, 60.0)
@@ -171,6 +178,7 @@ class Writer:
         log.info("writer started batch_size=%d flush_interval=%.3fs", self.batch_size, self.flush_interval)
         next_flush = time.monotonic() + self.flush_interval
         self.rollups.load(self.database.connection)
+        self._start_buffer_releases()
         while True:
             timeout = max(0.0, next_flush - time.monotonic())
             try:
@@ -192,11 +200,13 @@ class Writer:
                 if self.rollups.due():
                     self._fold_rollups()
                 self._checkpoint_if_due()
+                self._release_buffers_if_due()
             except Exception:  # the only writer must survive any bad item; the error is logged
                 self.stats.insert_failures += 1
                 self._error_log.error("writer-loop", "writer error, batch held for retry")
                 log.debug("writer traceback", exc_info=True)
                 next_flush = time.monotonic() + self.flush_interval
+        self._stop_buffer_releases()
         log.info("writer stopped samples_written=%d batches=%d", self.stats.samples_written, self.stats.batches)
 
     def _drain_remaining(self) -> None:
@@ -248,6 +258,41 @@ class Writer:
                                          CHECKPOINT_EVERY, exc)
             return
         self._rows_since_checkpoint = 0
+
+    def _start_buffer_releases(self) -> None:
+        try:
+            self._pin_cursor = self.database.new_cursor()
+            self._memory_limit = (f"{self.database.memory_limit}B" if self.database.memory_limit else
+                                  self._pin_cursor.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        except duckdb.Error as exc:
+            log.warning("DuckDB buffer releases are off, so RSS may grow for hours under load error=%s", exc)
+
+    def _release_buffers_if_due(self) -> None:
+        """Drop the dead entries of DuckDB's eviction queues every RELEASE_BUFFERS_EVERY seconds."""
+        if not self._memory_limit or time.monotonic() - self._last_release < RELEASE_BUFFERS_EVERY:
+            return
+        self._last_release = time.monotonic()
+        try:
+            outcome = buffers.release(self.database.connection, self._pin_cursor, self._memory_limit)
+        except duckdb.Error as exc:
+            self._error_log.error("release", "releasing DuckDB buffers failed, retried in %.0fs error=%s",
+                                  RELEASE_BUFFERS_EVERY, exc)
+            return
+        if outcome == buffers.Outcome.SKIPPED:
+            # In about one release in twenty the sort kept too little, measured over 3,600 simulated batches.
+            log.debug("DuckDB buffer release skipped: the sort held open kept too little memory")
+        elif outcome == buffers.Outcome.ACCEPTED:
+            # For a moment the limit was 1 KiB, and a query on another thread may have failed. Never risk it again.
+            self._memory_limit = ""
+            log.warning("DuckDB accepted a 1 KiB memory limit for a moment; buffer releases are off until restart")
+
+    def _stop_buffer_releases(self) -> None:
+        if self._pin_cursor is not None:
+            try:
+                self._pin_cursor.close()
+            except duckdb.Error:
+                pass
+            self._pin_cursor = None
 
     def _fold_rollups(self, end: datetime | None = None) -> None:
         try:
