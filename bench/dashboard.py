@@ -7,9 +7,9 @@ Writes 1,000 symbols with 7 days of 30 s samples (20 million rows) straight
 into a temporary DuckDB file, in time order as the writer would, starts
 Oculus on it (python -m oculus run) and measures /, /partials/metrics,
 /api/metrics/<symbol>?since=24h and a typical POST /api/query. In each run,
-N clients (default 8) send their requests at the same time, each with its
-own requests.Session. A figure's values are the runs' medians, or their
-95th percentiles. --quick uses 200 symbols and one day, --smoke 50 symbols
+N clients (default 8) send their requests at the same time, each from its
+own process with its own requests.Session. A figure's values are the runs'
+medians, or their 95th percentiles. --quick uses 200 symbols and one day, --smoke 50 symbols
 and one day. The result goes to bench/results/dashboard.json, which
 bench/run_all.py puts on docs/benchmarks.md.
 """
@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
+import multiprocessing
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -159,32 +159,41 @@ def _percentile(values: list, fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+def _client(send, requests_per_client: int, interval: float, start, results) -> None:
+    """Send `requests_per_client` requests one after another once every client is ready; put (ms, status) pairs."""
+    session = _session()
+    start.wait()
+    outcomes = []
+    for _ in range(requests_per_client):
+        began = time.perf_counter()
+        status = send(session)
+        elapsed = (time.perf_counter() - began) * 1000
+        outcomes.append((elapsed, status))
+        if interval:
+            time.sleep(max(0.0, interval - elapsed / 1000))
+    results.put(outcomes)
+
+
 def measure_run(send, clients: int, requests_per_client: int, interval: float = 0.0) -> dict:
-    """Let `clients` threads call send(session) `requests_per_client` times each; return latencies in ms."""
-    latencies: list[float] = []
-    failures: list[int] = []
-    lock = threading.Lock()
-    start = threading.Barrier(clients)
+    """Let `clients` processes call send(session) `requests_per_client` times each; return latencies in ms.
 
-    def client() -> None:
-        session = _session()
-        start.wait()
-        for _ in range(requests_per_client):
-            began = time.perf_counter()
-            status = send(session)
-            elapsed = (time.perf_counter() - began) * 1000
-            with lock:
-                latencies.append(elapsed)
-                if status != 200:
-                    failures.append(status)
-            if interval:
-                time.sleep(max(0.0, interval - elapsed / 1000))
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
+    Each client is a process of its own, as each viewer's browser is. Threads of one Python process would
+    take turns holding the GIL, so the latency would include the wait for the other clients' response
+    parsing and gzip decoding, which take most of a request's time on the client side.
+    """
+    context = multiprocessing.get_context("fork")  # the clients inherit `send`, a closure that cannot be pickled
+    start, results = context.Barrier(clients), context.Queue()
+    processes = [context.Process(target=_client, args=(send, requests_per_client, interval, start, results))
+                 for _ in range(clients)]
+    for process in processes:
+        process.start()
+    outcomes = []
+    for _ in processes:
+        outcomes += results.get(timeout=300)
+    for process in processes:
+        process.join(30)
+    latencies = [elapsed for elapsed, _ in outcomes]
+    failures = [status for _, status in outcomes if status != 200]
     return {"median": statistics.median(latencies), "p95": _percentile(latencies, 0.95),
             "requests": len(latencies), "failures": failures}
 
@@ -243,7 +252,8 @@ def method_section(rows: int, symbols: int, days: int, args) -> dict:
         f"{rows:,} samples: {symbols} symbols in five categories, one sample every 30 s for {days} day(s), "
         "written in time order straight into the DuckDB file, plus the latest table. Oculus runs with no "
         f"collectors. Each run starts {args.clients} clients at once, each sending {args.requests} requests "
-        "one after another with its own requests.Session (gzip accepted, as browsers do). The SQL clients "
+        "one after another from a process of its own with its own requests.Session (gzip accepted and decoded, "
+        "as browsers do). The SQL clients "
         f"send one query a second each, below the endpoint's limit of 10 a second per address. Query: `{QUERY}`."
     )}
 

@@ -6,10 +6,12 @@ import gzip
 import json
 import re
 import threading
+from datetime import timedelta
 
 import pytest
 
-from oculus.web.dashboard import change_text
+from oculus.storage import Database, utc_now
+from oculus.web.dashboard import SparklineCache, change_text
 from oculus.web.pages import RenderCache, format_seconds
 from tests.servers import http_get, http_request
 from tests.test_web import row_html, start_runtime
@@ -223,3 +225,55 @@ def test_dashboard_gzip_when_accepted(url):
     assert "accept-encoding" in compressed.headers["vary"].lower()
     assert "content-encoding" not in plain.headers
     assert gzip.decompress(compressed.body).decode("utf-8").count('data-symbol="') == plain.text.count('data-symbol="')
+
+
+# -- sparkline cache ----------------------------------------------------------------
+
+
+@pytest.fixture
+def spark_cursor(tmp_path):
+    database = Database(str(tmp_path / "spark.duckdb"))
+    database.open()
+    yield database.connection
+    database.close()
+
+
+def add_spark_samples(cursor, symbol: str, values: list[float]) -> None:
+    """Insert one sample a minute, the newest a minute ago, so each value is its own sparkline bucket."""
+    now = utc_now()
+    for age, value in enumerate(reversed(values), start=1):
+        cursor.execute("INSERT INTO samples (ts, category, symbol, value, success) VALUES (?, 'net', ?, ?, true)",
+                       [now - timedelta(minutes=age), symbol, value])
+
+
+def test_sparkline_cache_reuses_within_refresh(spark_cursor):
+    cache = SparklineCache(refresh=60.0)
+    add_spark_samples(spark_cursor, "net.tcp.a.rtt_ms", [1.0, 2.0, 3.0])
+    first = cache.points(spark_cursor, ["net.tcp.a.rtt_ms"], utc_now())
+    add_spark_samples(spark_cursor, "net.tcp.a.rtt_ms", [9.0])
+
+    second = cache.points(spark_cursor, ["net.tcp.a.rtt_ms"], utc_now())
+
+    assert second is first
+
+
+def test_sparkline_cache_recomputes_new_symbols(spark_cursor):
+    cache = SparklineCache(refresh=60.0)
+    add_spark_samples(spark_cursor, "net.tcp.a.rtt_ms", [1.0, 2.0, 3.0])
+    add_spark_samples(spark_cursor, "net.tcp.b.rtt_ms", [3.0, 2.0, 1.0])
+    cache.points(spark_cursor, ["net.tcp.a.rtt_ms"], utc_now())
+
+    points = cache.points(spark_cursor, ["net.tcp.a.rtt_ms", "net.tcp.b.rtt_ms"], utc_now())
+
+    assert set(points) == {"net.tcp.a.rtt_ms", "net.tcp.b.rtt_ms"}
+
+
+def test_sparkline_cache_recomputes_after_refresh(spark_cursor):
+    cache = SparklineCache(refresh=0.0)
+    add_spark_samples(spark_cursor, "net.tcp.a.rtt_ms", [1.0, 2.0, 3.0])
+    first = cache.points(spark_cursor, ["net.tcp.a.rtt_ms"], utc_now())
+    add_spark_samples(spark_cursor, "net.tcp.a.rtt_ms", [1.0, 2.0, 3.0, 2.0, 1.0])
+
+    second = cache.points(spark_cursor, ["net.tcp.a.rtt_ms"], utc_now())
+
+    assert second["net.tcp.a.rtt_ms"] != first["net.tcp.a.rtt_ms"]

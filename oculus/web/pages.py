@@ -12,7 +12,7 @@ import bottle
 
 from oculus.storage import queries, utc_now
 from oculus.web import alerts, symbols, targets
-from oculus.web.dashboard import UNITS, build_panels, format_value
+from oculus.web.dashboard import UNITS, SparklineCache, build_panels, format_value
 from oculus.web.jsonapi import to_json
 
 RECENT_ON_SYMBOL_PAGE = 10
@@ -105,6 +105,7 @@ def send_rendered(rendered: Rendered) -> bytes:
 def install_pages(app: bottle.Bottle, runtime, render, query_endpoint) -> None:
     reader = runtime.database.reader
     partial_cache, page_cache = RenderCache(), RenderCache()
+    sparklines = SparklineCache()
 
     def dashboard_key() -> tuple:
         """Return what the dashboard is built from: committed batches, the config and the symbols' owners."""
@@ -114,7 +115,7 @@ def install_pages(app: bottle.Bottle, runtime, render, query_endpoint) -> None:
 
     def render_partial() -> str:
         owners = runtime.scheduler.symbol_owners if runtime.scheduler is not None else {}
-        panels = build_panels(reader(), runtime.config.collectors, owners)
+        panels = build_panels(reader(), runtime.config.collectors, owners, sparklines)
         return render("partials/metrics", panels=panels, collector_count=len(runtime.config.collectors))
 
     def partial() -> Rendered:
