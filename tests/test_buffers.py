@@ -67,7 +67,7 @@ def test_release_keeps_memory_limit(database, pin_cursor):
     assert memory_limit(database.connection) == "64.0 MiB"
 
 
-def test_release_ends_pinning_sort(database, pin_cursor):
+def test_release_closes_pinning_query(database, pin_cursor):
     buffers.release(database.connection, pin_cursor, LIMIT_SETTING)
 
     assert allocator_bytes(database.connection) < buffers.MIN_PINNED_BYTES
@@ -75,7 +75,7 @@ def test_release_ends_pinning_sort(database, pin_cursor):
 
 
 def test_release_after_reopen_is_rejected(db_path):
-    # With nothing cached or pinned, DuckDB reaches a 1 KiB limit and would accept it without the sort.
+    # With nothing cached or pinned, DuckDB reaches a 1 KiB limit and would accept it without the open query.
     Database(db_path, memory_limit=LIMIT).open()
     database = Database(db_path, memory_limit=LIMIT)
     database.open()

@@ -272,15 +272,17 @@ class Writer:
         if not self._memory_limit or time.monotonic() - self._last_release < RELEASE_BUFFERS_EVERY:
             return
         self._last_release = time.monotonic()
+        conn = self.database.connection
         try:
-            outcome = buffers.release(self.database.connection, self._pin_cursor, self._memory_limit)
+            # Emptied, the staging tables leave nothing that the release would evict to the temp directory.
+            conn.execute("DROP TABLE IF EXISTS writer_batch; DROP TABLE IF EXISTS writer_newest")
+            outcome = buffers.release(conn, self._pin_cursor, self._memory_limit)
         except duckdb.Error as exc:
             self._error_log.error("release", "releasing DuckDB buffers failed, retried in %.0fs error=%s",
                                   RELEASE_BUFFERS_EVERY, exc)
             return
         if outcome == buffers.Outcome.SKIPPED:
-            # In about one release in twenty the sort kept too little, measured over 3,600 simulated batches.
-            log.debug("DuckDB buffer release skipped: the sort held open kept too little memory")
+            log.debug("DuckDB buffer release skipped: the query held open kept too little memory")
         elif outcome == buffers.Outcome.ACCEPTED:
             # For a moment the limit was 1 KiB, and a query on another thread may have failed. Never risk it again.
             self._memory_limit = ""
