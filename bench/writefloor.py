@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""DuckDB alone, taking the writes of 1,000 HTTP targets probed every 5 s: the floor of Oculus's RSS growth.
+"""DuckDB alone, taking the writes of 1,000 HTTP targets probed every 5 s, to compare with Oculus's RSS.
 
 Usage: python bench/writefloor.py SECONDS [TARGETS]
 
@@ -7,8 +7,9 @@ No Oculus code runs here, only duckdb and plain SQL. Every second the script
 inserts one second's samples into a samples table in one statement: TARGETS / 5
 probe results of two symbols each. It then upserts them into a latest table
 with a primary key, as a minimal store of probe results would, and it
-checkpoints once a minute. Run beside Oculus, its RSS shows how much of
-Oculus's growth DuckDB itself has under the same writes.
+checkpoints once a minute, but it never makes DuckDB drop the dead entries of
+its eviction queues, as Oculus's writer does. Run beside Oculus, its RSS shows
+how DuckDB itself grows under the same writes without that release.
 """
 
 from __future__ import annotations

@@ -272,11 +272,8 @@ class Writer:
         if not self._memory_limit or time.monotonic() - self._last_release < RELEASE_BUFFERS_EVERY:
             return
         self._last_release = time.monotonic()
-        conn = self.database.connection
         try:
-            # Emptied, the staging tables leave nothing that the release would evict to the temp directory.
-            conn.execute("DROP TABLE IF EXISTS writer_batch; DROP TABLE IF EXISTS writer_newest")
-            outcome = buffers.release(conn, self._pin_cursor, self._memory_limit)
+            outcome = release_buffers(self.database.connection, self._pin_cursor, self._memory_limit)
         except duckdb.Error as exc:
             self._error_log.error("release", "releasing DuckDB buffers failed, retried in %.0fs error=%s",
                                   RELEASE_BUFFERS_EVERY, exc)
@@ -373,6 +370,13 @@ class Writer:
         except duckdb.Error:
             conn.execute("ROLLBACK")
             raise
+
+
+def release_buffers(conn, pin_cursor, memory_limit: str) -> str:
+    """Drop the staging tables, then DuckDB's dead buffer entries (buffers.release); return its Outcome."""
+    # Dropped, the staging tables leave no rows that the release would evict to the temp directory.
+    conn.execute("DROP TABLE IF EXISTS writer_batch; DROP TABLE IF EXISTS writer_newest")
+    return buffers.release(conn, pin_cursor, memory_limit)
 
 
 def _clean(value):
