@@ -12,14 +12,15 @@ heap, fragmented around them, took RSS from 129 to 175 MiB in 3,600 batches.
 
 DuckDB has no statement that drops dead entries, but it walks every queue,
 dropping the dead entries on the way, while it tries to evict down to a new
-memory limit. So release() requests a limit of 1 KiB, which DuckDB rejects after
-the walk, and the limit stays as it was. The rejection is certain only while
-more than 2 MiB of memory cannot be evicted, because DuckDB's usage counters
-may lag by up to 2 MiB (buffer_pool.hpp in DuckDB's source). Otherwise DuckDB would accept the limit, and a query starting
-on another thread before the next statement restores it would fail. So during
-the request, release() keeps a query open on a second cursor, whose working memory
-DuckDB tracks as ALLOCATOR memory that it never evicts, and checks that it is
-there. With this, the same 3,600 batches stayed at 86 to 88 MiB.
+memory limit. So release() requests a limit of 1 KiB, which DuckDB rejects
+after the walk, and the limit stays as it was. The rejection is certain only
+while more than 2 MiB of memory cannot be evicted, because DuckDB's usage
+counters may lag by up to 2 MiB (buffer_pool.hpp in DuckDB's source). Otherwise
+DuckDB would accept the limit, and a query starting on another thread before
+the next statement restores it would fail. So during the request, release()
+keeps a query open on a second cursor, whose working memory DuckDB tracks as
+ALLOCATOR memory that it never evicts, and checks that it is there. With this,
+the same 3,600 batches stayed at 86 to 88 MiB.
 """
 
 from __future__ import annotations
