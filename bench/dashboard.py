@@ -39,17 +39,19 @@ from oculus.storage import Database  # noqa: E402
 TOKEN = "bench-token"
 # Target for the 95th percentile of /partials/metrics, which every open dashboard requests every 2 s.
 PARTIAL_P95_TARGET_MS = 50.0
-# Measured once on 2026-12-05 with the full data set: one request at a time, and each render step timed
-# in a Python session. This script does not measure it again.
+# Measured once on 2026-12-05 with the full data set, in a Python session and with http.client one request at a
+# time. This script does not measure it again.
 PARTIAL_PROFILE = (
     "Profile of the full data set (1,000 symbols, 7 days), measured once on 2026-12-05 and not re-measured by "
-    "this script: one client alone gets the cached partial in 6.8 ms (median of 30). Oculus renders the "
-    "partial at most once a second: the first request after that second builds the next render and waits "
-    "for it, while the others get the previous one. A render takes about "
-    "65 ms: 34 ms for the sparkline query in DuckDB, 13 ms to build the rows in Python, 7 ms for the "
-    "template and 11 ms to gzip the 1.4 MB page to 124 KB. With 8 clients that send their next request as "
-    "soon as the last one returns, on the same 2 cores as the server, the slowest requests are those that "
-    "wait for a render or for the other clients' requests, and that sets the 95th percentile."
+    "this script. Oculus renders the partial at most once a second: the first request after that second waits "
+    "for the render, while the others get the previous one. A render takes about 50 ms: 31 ms to build the "
+    "rows (3 ms to read the latest table, 7 ms for the values 24 h ago, the rest in Python), 7 ms for the "
+    "template and 11 ms to gzip the 1.4 MB page to 124 KB. The sparkline query, 34 to 46 ms more, runs at most "
+    "every 10 s. Sending the rendered page takes the server about 1 ms, while a requests client needs about "
+    "6 ms to receive and decode it, 4.6 ms of that for gzip decoding. So with 8 clients on the same 2 cores "
+    "as the server, a request mostly waits for the other clients' work. Each client is a process of its own, "
+    "as each viewer's browser is: as threads of one Python process they also waited for each other's GIL, and "
+    "the 95th percentile was 54 ms."
 )
 SIZES = {"full": (1000, 7), "quick": (200, 1), "smoke": (50, 1)}  # symbols, days
 SYMBOL = "crypto.price.c0001_usd"
