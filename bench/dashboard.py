@@ -44,9 +44,9 @@ PARTIAL_P95_TARGET_MS = 50.0
 PARTIAL_PROFILE = (
     "Profile of the full data set (1,000 symbols, 7 days), measured once on 2026-12-05 and not re-measured by "
     "this script. Oculus renders the partial at most once a second: the first request after that second waits "
-    "for the render, while the others get the previous one. A render takes about 50 ms: 31 ms to build the "
-    "rows (3 ms to read the latest table, 7 ms for the values 24 h ago, the rest in Python), 7 ms for the "
-    "template and 11 ms to gzip the 1.4 MB page to 124 KB. The sparkline query, 34 to 46 ms more, runs at most "
+    "for the render, while the others get the previous one. A render takes about 50 ms. Building the rows "
+    "takes 31 ms: 3 ms to read the latest table, 7 ms for the values 24 h ago and the rest in Python. The "
+    "template takes 7 ms, and gzip 11 ms to shrink the 1.4 MB page to 124 KB. The sparkline query, 34 to 46 ms more, runs at most "
     "every 10 s. Sending the rendered page takes the server about 1 ms, while a requests client needs about "
     "6 ms to receive and decode it, 4.6 ms of that for gzip decoding. So with 8 clients on the same 2 cores "
     "as the server, a request mostly waits for the other clients' work. Each client is a process of its own, "

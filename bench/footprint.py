@@ -167,7 +167,7 @@ GROWTH_PROFILE = (
     "buffer manager: after 1,200 batches, 290,000 block handles of freed buffers (23 MB) were still "
     "allocated, kept by the entries of DuckDB's eviction queues, and duckdb_eviction_queues() counted 167,000 "
     "entries, all dead, after 1,800 batches. DuckDB adds an entry for every buffer it unpins, and the "
-    "writer's joins and aggregates unpin about 190 a second, but DuckDB drops dead entries only when it evicts "
+    "writer's joins and aggregates unpin about 190 a second. DuckDB drops dead entries only when it evicts "
     "or when a queue contains more than 32,768 of them, so glibc's heap fragments around them for hours. "
     "Earlier attempts changed nothing because this memory is live: jemalloc preloaded, MALLOC_ARENA_MAX=2, a "
     "checkpoint every 10 s, malloc_trim, ending read transactions. Now the writer makes DuckDB walk and empty "

@@ -422,7 +422,7 @@ def test_backup_command_after_emptied_bucket(ingesting, tmp_path):
 
 
 class ScriptedResponses(BaseHTTPRequestHandler):
-    """Answer each request with the next (status, headers, body) of the server's `script`."""
+    """Send each request the next (status, headers, body) of the server's `script`."""
 
     def do_POST(self):
         status, headers, body = self.server.script.pop(0)
