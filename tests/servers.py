@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -20,8 +21,9 @@ SLOW_SECONDS = 3.0
 
 
 class ProbeTargetHandler(BaseHTTPRequestHandler):
-    """Paths: /ok, /error (500), /redirect (302 to /ok), /slow (answers after SLOW_SECONDS),
-    /body (a known text), /trickle (sends one byte every 0.2 s), /json ({"status": "ok"})."""
+    """Paths: /ok, /error (500), /redirect (302 to /ok), /loop (302 to itself), /slow (answers after
+    SLOW_SECONDS), /body (a known text), /gzip (the same text gzip-encoded), /trickle (sends one byte
+    every 0.2 s), /json ({"status": "ok"})."""
 
     protocol_version = "HTTP/1.1"
     BODY = b"service healthy: version 1.2.3"
@@ -48,11 +50,15 @@ class ProbeTargetHandler(BaseHTTPRequestHandler):
             self._send(500, b"internal error")
         elif path == "/redirect":
             self._send(302, b"", {"Location": "/ok"})
+        elif path == "/loop":
+            self._send(302, b"", {"Location": "/loop"})
         elif path == "/slow":
             time.sleep(SLOW_SECONDS)
             self._send(200, b"late")
         elif path == "/body":
             self._send(200, self.BODY, {"Content-Type": "text/plain"})
+        elif path == "/gzip":
+            self._send(200, gzip.compress(self.BODY), {"Content-Type": "text/plain", "Content-Encoding": "gzip"})
         elif path == "/json":
             self._send(200, b'{"status": "ok"}', {"Content-Type": "application/json"})
         elif path == "/trickle":

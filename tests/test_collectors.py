@@ -7,7 +7,9 @@ fields are checked through CollectorScheduler.run_once, the runtime's path.
 
 from __future__ import annotations
 
+import base64
 import socket
+import ssl
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -18,14 +20,14 @@ import icmplib
 import pytest
 import yaml
 
-from oculus.collectors import registry
+from oculus.collectors import http_transport, registry
 from oculus.collectors.base import Collector
 from oculus.collectors.http import HttpCollector
 from oculus.collectors.ping import PingCollector
 from oculus.collectors.tcp import TcpCollector
 from oculus.config import load_config
 from oculus.runtime.scheduler import CollectorScheduler, CollectorState
-from tests.servers import BodyRecordingServer
+from tests.servers import BodyRecordingServer, ProbeTargetServer
 
 # 4 labels of 63 characters make 255 characters, over the 253-character limit of a DNS name.
 # glibc's resolver rejects the name while building the query, so no packet is sent. With glibc 2.36,
@@ -51,10 +53,14 @@ def has_ipv6_loopback() -> bool:
 # -- helpers ---------------------------------------------------------------
 
 
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
+                   "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
 @pytest.fixture(autouse=True)
 def without_proxy(monkeypatch):
-    """Remove proxy variables, because requests honors them and would send probes off this host."""
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    """Remove proxy variables, because the HTTP probe honors them and would send probes off this host."""
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -116,6 +122,11 @@ def collect_bounded(collector, limit: float):
     thread.start()
     thread.join(limit)
     return (result[0] if result else None), time.monotonic() - started
+
+
+def header_values(request, name: str) -> list[str]:
+    """Return the values of header `name`, in any letter case, of a request a ProbeTargetServer recorded."""
+    return [value for key, value in request[2].items() if key.lower() == name.lower()]
 
 
 def by_metric(readings) -> dict:
@@ -350,6 +361,157 @@ def test_http_user_agent(make_collector, http_target):
     collect(make_collector({"type": "http", "url": f"{http_target.url}/ok"}))
 
     assert http_target.requests[-1][2]["User-Agent"].startswith("Oculus/")
+
+
+def test_http_too_many_redirects(make_collector, http_target):
+    readings = collect(make_collector({"type": "http", "url": f"{http_target.url}/loop"}))
+
+    assert [r.error for r in readings] == ["too many redirects", "too many redirects"]
+    assert len(http_target.requests) == 31, "one request and 30 redirects, then the run stops"
+
+
+def test_http_gzip_body_match(make_collector, http_target):
+    readings = collect(make_collector({"type": "http", "url": f"{http_target.url}/gzip",
+                                       "body_match": "version 1.2.3"}))
+
+    assert readings[0].success is True, readings[0].error
+    assert "gzip" in http_target.requests[-1][2]["Accept-Encoding"]
+
+
+def test_http_reuses_connection_after_body_match(make_collector, http_target):
+    collector = make_collector({"type": "http", "url": f"{http_target.url}/body", "body_match": "healthy"})
+
+    collect(collector)
+    collect(collector)
+
+    assert http_target.clients[1] == http_target.clients[0], "the second run opened a new connection"
+
+
+def test_http_header_replaces_default(make_collector, http_target):
+    collect(make_collector({"type": "http", "url": f"{http_target.url}/ok", "headers": {"user-agent": "probe/1"}}))
+
+    assert header_values(http_target.requests[-1], "User-Agent") == ["probe/1"]
+
+
+# -- http through a proxy from the environment ---------------------------------
+# The proxy is a ProbeTargetServer: it records the absolute URL of each proxied request and returns 404,
+# so the host in the probe's URL is never looked up or contacted.
+
+
+def test_http_env_proxy(make_collector, http_target, monkeypatch):
+    monkeypatch.setenv("http_proxy", http_target.url)
+
+    readings = collect(make_collector({"type": "http", "url": "http://probe.invalid/ok"}))
+
+    assert http_target.requests[-1][1] == "http://probe.invalid/ok"
+    assert by_metric(readings)["status"].value == 404
+
+
+def test_http_no_proxy(make_collector, http_target, monkeypatch):
+    proxy = ProbeTargetServer().start()
+    try:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+
+        readings = collect(make_collector({"type": "http", "url": f"{http_target.url}/ok"}))
+    finally:
+        proxy.stop()
+
+    assert readings[0].success is True, readings[0].error
+    assert proxy.requests == []
+
+
+def test_http_proxy_credentials(make_collector, http_target, monkeypatch):
+    port = http_target.server_address[1]
+    monkeypatch.setenv("http_proxy", f"http://probe:p%40ss@127.0.0.1:{port}")
+
+    collect(make_collector({"type": "http", "url": "http://probe.invalid/ok"}))
+
+    expected = "Basic " + base64.b64encode(b"probe:p@ss").decode()
+    assert header_values(http_target.requests[-1], "Proxy-Authorization") == [expected]
+
+
+def test_http_proxy_refused(make_collector, refused_port, monkeypatch):
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{refused_port}")
+
+    readings = collect(make_collector({"type": "http", "url": "http://probe.invalid/ok"}))
+
+    assert readings[0].error == "proxy failed: connection refused"
+
+
+def test_http_socks_proxy_unsupported(make_collector, refused_port, monkeypatch):
+    monkeypatch.setenv("http_proxy", f"socks5://127.0.0.1:{refused_port}")
+
+    readings = collect(make_collector({"type": "http", "url": "http://probe.invalid/ok"}))
+
+    assert {r.success for r in readings} == {False}
+    assert "socks5://127.0.0.1" in readings[0].error
+    assert "use an http:// or https:// proxy" in readings[0].error
+
+
+# -- https against a loopback server with a certificate from a test CA --------
+
+
+@pytest.fixture
+def certificate_authority(monkeypatch):
+    trustme = pytest.importorskip("trustme")
+    for name in http_transport.CA_BUNDLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return trustme.CA()
+
+
+@pytest.fixture
+def https_target(certificate_authority):
+    """A function that starts an HTTPS ProbeTargetServer with a certificate for `hostname` and returns its URL."""
+    servers = []
+
+    def start(hostname: str = "127.0.0.1") -> str:
+        server = ProbeTargetServer()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        certificate_authority.issue_cert(hostname).configure_cert(context)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        servers.append(server.start())
+        return f"https://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def trusted_test_ca(certificate_authority, tmp_path, monkeypatch):
+    path = tmp_path / "test-ca.pem"
+    certificate_authority.cert_pem.write_to_path(str(path))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(path))
+    return certificate_authority
+
+
+def test_https_untrusted_ca(make_collector, https_target):
+    readings = collect(make_collector({"type": "http", "url": f"{https_target()}/ok"}))
+
+    assert readings[0].error == "TLS error: certificate verification failed"
+
+
+def test_https_ca_bundle_from_env(make_collector, https_target, trusted_test_ca):
+    readings = by_metric(collect(make_collector({"type": "http", "url": f"{https_target()}/ok"})))
+
+    assert readings["status"].value == 200
+    assert readings["status"].success is True, readings["status"].error
+
+
+def test_https_wrong_host(make_collector, https_target, trusted_test_ca):
+    url = https_target("localhost")
+
+    readings = collect(make_collector({"type": "http", "url": f"{url}/ok"}))
+
+    assert readings[0].error == "TLS error: certificate verification failed"
+
+
+def test_https_verify_tls_false(make_collector, https_target):
+    readings = by_metric(collect(make_collector({"type": "http", "url": f"{https_target()}/ok",
+                                                 "verify_tls": False})))
+
+    assert readings["status"].success is True, readings["status"].error
 
 
 # -- tcp ---------------------------------------------------------------------

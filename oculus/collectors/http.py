@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
 
 from oculus import __version__
+from oculus.collectors import http_transport
 from oculus.collectors.base import Collector, Reading
 from oculus.config.schema import REQUIRED, Field, Invalid, boolean, choice, string_map, text_keeping_secret
 from oculus.config.values import Secret, format_duration, reveal
@@ -102,9 +102,20 @@ class HttpCollector(Collector):
 
     def __init__(self, spec):
         super().__init__(spec)
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
-        self.session.headers.update({k: reveal(v) for k, v in self.options["headers"].items()})
+        options = self.options
+        self.headers = urllib3.HTTPHeaderDict({"User-Agent": USER_AGENT, "Accept": "*/*",
+                                               "Accept-Encoding": "gzip, deflate"})
+        for name, value in options["headers"].items():
+            self.headers[name] = reveal(value)  # replaces a default of the same name in any letter case
+        body = reveal(options["body"])
+        self.body = body.encode("utf-8") if body is not None else None
+        self.retries = http_transport.retries(options["follow_redirects"])
+        self.setup_error = None
+        self.pool = None
+        try:
+            self.pool = http_transport.pool_manager(reveal(options["url"]), options["verify_tls"])
+        except http_transport.ProxySettingError as exc:
+            self.setup_error = str(exc)
 
     @classmethod
     def check_options(cls, values):
@@ -123,51 +134,57 @@ class HttpCollector(Collector):
         return [self.symbol("rtt_ms"), self.symbol("status")]
 
     def close(self) -> None:
-        self.session.close()
+        if self.pool is not None:
+            self.pool.clear()
 
     def collect(self, deadline: float) -> list[Reading]:
+        if self.setup_error:
+            return self.failed(self.setup_error)
         options = self.options
         url = reveal(options["url"])
         configured = self.spec.timeout
+        remaining = max(0.001, deadline - time.monotonic())
         started = time.perf_counter()
+        response = None
         try:
-            response = self.session.request(
-                options["method"].upper(), url,
-                data=reveal(options["body"]),
-                timeout=max(0.001, deadline - time.monotonic()),
-                allow_redirects=options["follow_redirects"],
-                verify=options["verify_tls"],
-                stream=True,
+            response = self.pool.urlopen(
+                options["method"].upper(), url, body=self.body, headers=self.headers,
+                timeout=urllib3.Timeout(connect=remaining, read=remaining),
+                retries=self.retries, redirect=options["follow_redirects"],
+                preload_content=False,
             )
-            with response:
-                body = self._read_body(response, deadline)
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                if not self._body_needed():
-                    _drain_small_body(response)
-        except requests.RequestException as exc:
-            return self.failed(describe_request_error(exc, configured, urlsplit(url).hostname or url))
+            body = self._read_body(response, deadline)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if not self._body_needed():
+                _drain_small_body(response)
         except TimeoutError:
             return self.failed(f"timed out after {format_duration(configured)} while reading the body")
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            return self.failed(http_transport.describe_error(exc, configured, urlsplit(url).hostname or url))
         except (ValueError, UnicodeError) as exc:  # urllib3 rejects some URLs only when sending
             # The URL may carry credentials or a token, so only its configured (masked) form is shown.
             return self.failed(f"invalid URL {options['url']}: {type(exc).__name__}")
+        finally:
+            if response is not None:
+                _release(response)
 
-        error = self._check(response.status_code, body)
-        tags = {"status": response.status_code}
+        status = response.status
+        error = self._check(status, body)
+        tags = {"status": status}
         if error:
             tags["error"] = error
         ok = error is None
         return [
             Reading(self.symbol("rtt_ms"), elapsed_ms, ok, error, tags),
-            Reading(self.symbol("status"), float(response.status_code), ok, error, dict(tags)),
+            Reading(self.symbol("status"), float(status), ok, error, dict(tags)),
         ]
 
     def _read_body(self, response, deadline: float) -> bytes:
         """Read at most MAX_BODY_BYTES before `deadline`, or raise TimeoutError.
 
-        The requests timeout applies to each socket read, so a server that
-        trickles bytes could hold a read for ever; a timer closes the response
-        at the deadline, which ends the blocked read.
+        The read timeout applies to each socket read, so a server that
+        trickles bytes could hold a read for ever; a timer shuts the socket
+        down at the deadline, which ends the blocked read.
         """
         if not self._body_needed():
             return b""
@@ -176,12 +193,10 @@ class HttpCollector(Collector):
         def expire() -> None:
             expired.set()
             # close() alone does not wake a thread blocked in recv(); shutdown() does.
-            sock = _socket_of(response)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            try:
+                response.shutdown()
+            except (OSError, RuntimeError, ValueError):
+                pass  # the read has ended and released its connection, so nothing blocks
             response.close()
 
         timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
@@ -189,12 +204,12 @@ class HttpCollector(Collector):
         timer.start()
         chunks, size = [], 0
         try:
-            for chunk in response.iter_content(chunk_size=16384):
+            for chunk in response.stream(16384):
                 chunks.append(chunk)
                 size += len(chunk)
                 if size >= MAX_BODY_BYTES:
                     break
-        except (requests.RequestException, OSError, AttributeError, ValueError):
+        except (urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError):
             if not expired.is_set():
                 raise
         finally:
@@ -224,51 +239,30 @@ class HttpCollector(Collector):
 
 
 def _drain_small_body(response) -> None:
-    """Read a small body nobody matches, so closing the response keeps its connection for the next run.
+    """Read a small body nobody matches, so the connection can be kept for the next run.
 
-    requests closes the connection of a streamed response whose body was not
-    read, and the next run then pays for a new TCP (and TLS) handshake. A body
-    without Content-Length, or larger than MAX_DRAIN_BYTES, is left unread and
-    its connection closed as before.
+    A connection with unread body bytes cannot carry the next request, so
+    _release closes it, and the next run pays for a new TCP (and TLS)
+    handshake. A body without Content-Length, or larger than MAX_DRAIN_BYTES,
+    is left unread and its connection closed.
     """
     length = response.headers.get("Content-Length", "")
     if not length.isdigit() or int(length) > MAX_DRAIN_BYTES:
         return
     try:
-        response.content  # noqa: B018 -- reading it marks the body consumed, so close() releases the connection
-    except (requests.RequestException, OSError):
-        pass  # the probe already has its result; close() then drops the broken connection
+        response.read()
+    except (urllib3.exceptions.HTTPError, OSError):
+        pass  # the probe already has its result; _release then drops the broken connection
 
 
-def _socket_of(response):
-    """Return the socket under a streamed requests response (urllib3 -> http.client -> SocketIO), or None."""
-    http_response = getattr(response.raw, "_fp", None)
-    buffered = getattr(http_response, "fp", None)
-    socket_io = getattr(buffered, "raw", None)
-    return getattr(socket_io, "_sock", None)
+def _release(response) -> None:
+    """Return the response's connection to its pool, closed first unless the body was read to its end.
 
-
-def describe_request_error(exc: requests.RequestException, timeout: float, host: str) -> str:
-    """Turn a requests exception into a short phrase for the dashboard."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            return "TLS error: certificate verification failed"
-        return "TLS handshake failed"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"timed out after {format_duration(timeout)}"
-    if isinstance(exc, requests.exceptions.TooManyRedirects):
-        return "too many redirects"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        message = str(exc)
-        if "NameResolutionError" in message or "Name or service not known" in message or "getaddrinfo" in message:
-            return f"DNS lookup failed for {host}"
-        if "Connection refused" in message:
-            return "connection refused"
-        if "timed out" in message:
-            return f"timed out after {format_duration(timeout)}"
-        if "RemoteDisconnected" in message or "Connection aborted" in message:
-            return "server closed the connection without a response"
-        return "connection failed"
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)):
-        return "invalid URL"
-    return f"request failed: {type(exc).__name__}"
+    http.client marks a response closed once its whole body is read (at
+    once for HEAD, 204 and 304), and only then can the connection carry
+    another request. A closed connection goes back too, so the pool keeps
+    its slot and opens a new connection for the next run.
+    """
+    if not response.closed:
+        response.close()
+    response.release_conn()
