@@ -21,9 +21,9 @@ SLOW_SECONDS = 3.0
 
 
 class ProbeTargetHandler(BaseHTTPRequestHandler):
-    """Paths: /ok, /error (500), /redirect (302 to /ok), /loop (302 to itself), /slow (answers after
-    SLOW_SECONDS), /body (a known text), /gzip (the same text gzip-encoded), /trickle (sends one byte
-    every 0.2 s), /json ({"status": "ok"})."""
+    """Paths: /ok, /error (500), /redirect (302 to /ok), /redirect-307 (307 to /ok), /loop (302 to itself),
+    /to?URL (302 to URL), /slow (responds after SLOW_SECONDS), /body (a known text), /gzip (the same text
+    gzip-encoded), /trickle (sends one byte every 0.2 s), /json ({"status": "ok"})."""
 
     protocol_version = "HTTP/1.1"
     BODY = b"service healthy: version 1.2.3"
@@ -52,6 +52,10 @@ class ProbeTargetHandler(BaseHTTPRequestHandler):
             self._send(302, b"", {"Location": "/ok"})
         elif path == "/loop":
             self._send(302, b"", {"Location": "/loop"})
+        elif path == "/redirect-307":
+            self._send(307, b"", {"Location": "/ok"})
+        elif path == "/to":  # 302 to the URL in the query: /to?http://127.0.0.1:8000/ok
+            self._send(302, b"", {"Location": self.path.partition("?")[2]})
         elif path == "/slow":
             time.sleep(SLOW_SECONDS)
             self._send(200, b"late")

@@ -25,7 +25,7 @@ from oculus.collectors.base import Collector
 from oculus.collectors.http import HttpCollector
 from oculus.collectors.ping import PingCollector
 from oculus.collectors.tcp import TcpCollector
-from oculus.config import load_config
+from oculus.config import ConfigError, load_config
 from oculus.runtime.scheduler import CollectorScheduler, CollectorState
 from tests.servers import BodyRecordingServer, ProbeTargetServer
 
@@ -366,7 +366,7 @@ def test_http_user_agent(make_collector, http_target):
 def test_http_too_many_redirects(make_collector, http_target):
     readings = collect(make_collector({"type": "http", "url": f"{http_target.url}/loop"}))
 
-    assert [r.error for r in readings] == ["too many redirects", "too many redirects"]
+    assert [r.error for r in readings] == ["too many redirects (more than 30)"] * 2
     assert len(http_target.requests) == 31, "one request and 30 redirects, then the run stops"
 
 
@@ -391,6 +391,102 @@ def test_http_header_replaces_default(make_collector, http_target):
     collect(make_collector({"type": "http", "url": f"{http_target.url}/ok", "headers": {"user-agent": "probe/1"}}))
 
     assert header_values(http_target.requests[-1], "User-Agent") == ["probe/1"]
+
+
+def test_http_url_credentials(make_collector, http_target):
+    url = http_target.url.replace("http://", "http://probe:p%40ss@")
+
+    collect(make_collector({"type": "http", "url": f"{url}/ok"}))
+
+    expected = "Basic " + base64.b64encode(b"probe:p@ss").decode()
+    assert header_values(http_target.requests[-1], "Authorization") == [expected]
+
+
+def test_http_post_302_becomes_get(make_collector, body_server):
+    collector = make_collector({"type": "http", "url": f"{body_server.url}/redirect", "method": "post",
+                                "body": "payload", "headers": {"Content-Type": "text/plain"}})
+
+    readings = collect(collector)
+
+    assert [(method, path) for method, path, _ in body_server.requests] == [("POST", "/redirect"), ("GET", "/ok")]
+    assert header_values(body_server.requests[1], "Content-Type") == []
+    assert readings[0].success is True, readings[0].error
+
+
+def test_http_post_307_keeps_body(make_collector, body_server):
+    collector = make_collector({"type": "http", "url": f"{body_server.url}/redirect-307", "method": "post",
+                                "body": "payload"})
+
+    collect(collector)
+
+    assert [(method, path) for method, path, _ in body_server.requests] == [("POST", "/redirect-307"),
+                                                                           ("POST", "/ok")]
+    assert body_server.bodies == [b"payload", b"payload"]
+
+
+def test_http_redirect_drops_credentials(make_collector, http_target, body_server):
+    collector = make_collector({"type": "http", "url": f"{http_target.url}/to?{body_server.url}/ok",
+                                "headers": {"Authorization": "Bearer token-1"}})
+
+    readings = collect(collector)
+
+    assert readings[0].success is True, readings[0].error
+    assert header_values(http_target.requests[-1], "Authorization") == ["Bearer token-1"]
+    assert header_values(body_server.requests[-1], "Authorization") == []
+
+
+def test_http_redirect_same_host_keeps_credentials(make_collector, http_target):
+    collect(make_collector({"type": "http", "url": f"{http_target.url}/redirect",
+                            "headers": {"Authorization": "Bearer token-1"}}))
+
+    assert [path for _, path, _ in http_target.requests] == ["/redirect", "/ok"]
+    assert header_values(http_target.requests[-1], "Authorization") == ["Bearer token-1"]
+
+
+def test_http_trickled_body_ends_at_deadline(make_collector, http_target):
+    collector = make_collector({"type": "http", "url": f"{http_target.url}/trickle", "timeout": "500ms"})
+
+    readings, elapsed = collect_bounded(collector, 0.5 + TIMEOUT_SLACK)
+
+    assert elapsed < 0.5 + TIMEOUT_SLACK
+    assert readings[0].success is True, "the status arrived in time; the unread body only costs the connection"
+
+
+def test_http_redirect_hops_share_deadline(make_collector, http_target):
+    collector = make_collector({"type": "http", "url": f"{http_target.url}/to?{http_target.url}/slow",
+                                "timeout": "500ms"})
+
+    readings, elapsed = collect_bounded(collector, 0.5 + TIMEOUT_SLACK)
+
+    assert elapsed < 0.5 + TIMEOUT_SLACK
+    assert readings[0].error.startswith("timed out"), readings[0].error
+
+
+@pytest.mark.parametrize("url", [
+    "http://[::1/",
+    "http://127.0.0.1:99999/",
+    "http://127.0.0.1:abc/",
+    "http://127.0.0.1:0/",
+    "http://:80/",
+])
+def test_http_url_rejected(tmp_path, url):
+    path = tmp_path / "oculus.yaml"
+    path.write_text(yaml.safe_dump({"collectors": [{"type": "http", "name": "probe", "url": url}]}),
+                    encoding="utf-8")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), env={})
+
+    assert "collectors[0].url" in str(caught.value) or "url" in str(caught.value)
+    assert "port from 1 to 65535" in str(caught.value)
+
+
+def test_http_upper_case_scheme(make_collector, http_target):
+    url = http_target.url.replace("http://", "HTTP://")
+
+    readings = collect(make_collector({"type": "http", "url": f"{url}/ok"}))
+
+    assert readings[0].success is True, readings[0].error
 
 
 # -- http through a proxy from the environment ---------------------------------
@@ -449,6 +545,24 @@ def test_http_socks_proxy_unsupported(make_collector, refused_port, monkeypatch)
     assert "use an http:// or https:// proxy" in readings[0].error
 
 
+def test_http_proxy_without_scheme(make_collector, http_target, monkeypatch):
+    monkeypatch.setenv("http_proxy", f"127.0.0.1:{http_target.server_address[1]}")
+
+    collect(make_collector({"type": "http", "url": "http://probe.invalid/ok"}))
+
+    assert http_target.requests[-1][1] == "http://probe.invalid/ok"
+
+
+def test_http_proxy_invalid_port(make_collector, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://user:secret@127.0.0.1:notaport")
+
+    readings = collect(make_collector({"type": "http", "url": "http://probe.invalid/ok"}))
+
+    assert {r.success for r in readings} == {False}
+    assert "fix http_proxy, https_proxy or all_proxy" in readings[0].error
+    assert "secret" not in readings[0].error
+
+
 # -- https against a loopback server with a certificate from a test CA --------
 
 
@@ -505,6 +619,20 @@ def test_https_wrong_host(make_collector, https_target, trusted_test_ca):
     readings = collect(make_collector({"type": "http", "url": f"{url}/ok"}))
 
     assert readings[0].error == "TLS error: certificate verification failed"
+
+
+def test_https_missing_ca_bundle(make_collector, https_target, http_target, monkeypatch, tmp_path):
+    missing = tmp_path / "missing.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    http_transport.tls_context.cache_clear()
+
+    https_readings = collect(make_collector({"type": "http", "url": f"{https_target()}/ok"}))
+    http_readings = collect(make_collector({"type": "http", "url": f"{http_target.url}/ok"}))
+
+    assert https_readings[0].success is False
+    assert f"REQUESTS_CA_BUNDLE={missing}" in https_readings[0].error
+    assert "fix or unset that variable" in https_readings[0].error
+    assert http_readings[0].success is True, http_readings[0].error
 
 
 def test_https_verify_tls_false(make_collector, https_target):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from urllib.parse import urlsplit
+import base64
+from urllib.parse import unquote, urlsplit
 
 import urllib3
 
@@ -53,8 +54,17 @@ def status_ranges(value):
 
 def http_url(value):
     value = text_keeping_secret(value)
-    if not re.match(r"https?://[^/\s]+", reveal(value)):
+    plain = reveal(value)
+    if not re.match(r"https?://[^/\s]+", plain, re.IGNORECASE):
         raise Invalid(f"expected an http:// or https:// URL, got {_shown(value)}")
+    try:
+        parts = urlsplit(plain)
+        port = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:  # the message may quote part of a secret URL, so it is not shown
+        port, parts = -1, None
+    if parts is None or not parts.hostname or port == 0 or port == -1:
+        raise Invalid(f"expected an http:// or https:// URL with a host name or IP address and, optionally, "
+                      f"a port from 1 to 65535, got {_shown(value)}")
     return value
 
 
@@ -103,18 +113,15 @@ class HttpCollector(Collector):
     def __init__(self, spec):
         super().__init__(spec)
         options = self.options
-        self.headers = urllib3.HTTPHeaderDict({"User-Agent": USER_AGENT, "Accept": "*/*",
-                                               "Accept-Encoding": "gzip, deflate"})
-        for name, value in options["headers"].items():
-            self.headers[name] = reveal(value)  # replaces a default of the same name in any letter case
+        self.url = reveal(options["url"])
+        self.headers = _request_headers(self.url, options["headers"])
         body = reveal(options["body"])
         self.body = body.encode("utf-8") if body is not None else None
-        self.retries = http_transport.retries(options["follow_redirects"])
         self.setup_error = None
         self.pool = None
         try:
-            self.pool = http_transport.pool_manager(reveal(options["url"]), options["verify_tls"])
-        except http_transport.ProxySettingError as exc:
+            self.pool = http_transport.pool_manager(self.url, options["verify_tls"])
+        except http_transport.SetupError as exc:
             self.setup_error = str(exc)
 
     @classmethod
@@ -140,30 +147,24 @@ class HttpCollector(Collector):
     def collect(self, deadline: float) -> list[Reading]:
         if self.setup_error:
             return self.failed(self.setup_error)
-        options = self.options
-        url = reveal(options["url"])
         configured = self.spec.timeout
-        remaining = max(0.001, deadline - time.monotonic())
         started = time.perf_counter()
         response = None
         try:
-            response = self.pool.urlopen(
-                options["method"].upper(), url, body=self.body, headers=self.headers,
-                timeout=urllib3.Timeout(connect=remaining, read=remaining),
-                retries=self.retries, redirect=options["follow_redirects"],
-                preload_content=False,
-            )
+            response = self._send(deadline)
             body = self._read_body(response, deadline)
             elapsed_ms = (time.perf_counter() - started) * 1000
             if not self._body_needed():
-                _drain_small_body(response)
+                _drain_small_body(response, deadline)
         except TimeoutError:
             return self.failed(f"timed out after {format_duration(configured)} while reading the body")
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return self.failed(http_transport.describe_error(exc, configured, urlsplit(url).hostname or url))
-        except (ValueError, UnicodeError) as exc:  # urllib3 rejects some URLs only when sending
+        except (urllib3.exceptions.HTTPError, http_transport.TooManyRedirects, OSError) as exc:
+            host = urlsplit(self.url).hostname or self.url
+            return self.failed(http_transport.describe_error(exc, configured, host))
+        except (ValueError, UnicodeError) as exc:  # urllib3 rejects some URLs and headers only when sending
             # The URL may carry credentials or a token, so only its configured (masked) form is shown.
-            return self.failed(f"invalid URL {options['url']}: {type(exc).__name__}")
+            return self.failed(f"invalid request to {self.options['url']}: {type(exc).__name__}: "
+                               "check the URL, a redirect's Location and the header values")
         finally:
             if response is not None:
                 _release(response)
@@ -179,11 +180,36 @@ class HttpCollector(Collector):
             Reading(self.symbol("status"), float(status), ok, error, dict(tags)),
         ]
 
+    def _send(self, deadline: float):
+        """Send the request and follow redirects before `deadline`; return the final response, unread.
+
+        Each request gets the time left until the deadline as its connect
+        and read timeouts. Those apply to each socket operation, so a
+        server that sends its headers a little at a time can hold a run
+        past the deadline.
+        """
+        method, url, body, headers = self.options["method"].upper(), self.url, self.body, self.headers
+        for _ in range(http_transport.MAX_REDIRECTS + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise urllib3.exceptions.ReadTimeoutError(None, url, "the run's deadline passed between redirects")
+            response = self.pool.urlopen(method, url, body=body, headers=headers,
+                                         timeout=urllib3.Timeout(connect=remaining, read=remaining),
+                                         retries=False, redirect=False, preload_content=False)
+            location = self.options["follow_redirects"] and response.get_redirect_location()
+            if not location:
+                return response
+            _drain_small_body(response, deadline)
+            _release(response)
+            method, url, body, headers = http_transport.redirected(response.status, method, url, location,
+                                                                   body, headers)
+        raise http_transport.TooManyRedirects
+
     def _read_body(self, response, deadline: float) -> bytes:
         """Read at most MAX_BODY_BYTES before `deadline`, or raise TimeoutError.
 
         The read timeout applies to each socket read, so a server that
-        trickles bytes could hold a read for ever; a timer shuts the socket
+        trickles bytes could hold a read for ever. A timer shuts the socket
         down at the deadline, which ends the blocked read.
         """
         if not self._body_needed():
@@ -238,21 +264,48 @@ class HttpCollector(Collector):
         return None
 
 
-def _drain_small_body(response) -> None:
-    """Read a small body nobody matches, so the connection can be kept for the next run.
+def _request_headers(url: str, configured: dict) -> urllib3.HTTPHeaderDict:
+    """Build the headers of every request: defaults, Basic auth from credentials in the URL, then `configured`."""
+    headers = urllib3.HTTPHeaderDict({"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"})
+    parts = urlsplit(url)
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode("latin-1", "replace")
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
+    for name, value in configured.items():
+        headers[name] = reveal(value)  # replaces a default of the same name in any letter case
+    return headers
+
+
+def _drain_small_body(response, deadline: float) -> None:
+    """Read a small body that no check needs before `deadline`, so the connection can serve the next run.
 
     A connection with unread body bytes cannot carry the next request, so
     _release closes it, and the next run pays for a new TCP (and TLS)
     handshake. A body without Content-Length, or larger than MAX_DRAIN_BYTES,
-    is left unread and its connection closed.
+    is left unread and its connection closed, and so is one still arriving
+    at the deadline. Before each read the socket's timeout is set to the
+    time left, and read1() makes at most one read of the socket.
     """
     length = response.headers.get("Content-Length", "")
     if not length.isdigit() or int(length) > MAX_DRAIN_BYTES:
         return
+    sock = getattr(response.connection, "sock", None)
+    if sock is None:
+        return
+    configured_timeout = sock.gettimeout()
     try:
-        response.read()
+        while not response.closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            sock.settimeout(remaining)
+            if not response.read1(16384, decode_content=False):
+                return
     except (urllib3.exceptions.HTTPError, OSError):
         pass  # the probe already has its result; _release then drops the broken connection
+    finally:
+        if sock.fileno() != -1:  # urllib3 closes the socket when a read fails
+            sock.settimeout(configured_timeout)
 
 
 def _release(response) -> None:
