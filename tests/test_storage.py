@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -191,6 +192,24 @@ def test_writer_checkpoints_wal(database, start_writer, monkeypatch):
     wait_for(lambda: not wal.exists() or wal.stat().st_size == 0, timeout=5.0, what="the WAL checkpointed")
     reader.execute("COMMIT")
     assert count_rows(database, "samples") == 100
+
+
+def test_writer_checkpoint_without_memory_limit(database, start_writer, monkeypatch, caplog):
+    # Without database.memory_limit the writer reads DuckDB's limit on its second cursor at start; a
+    # transaction left open there made every CHECKPOINT fail with "other write transactions active".
+    monkeypatch.setattr(writer_module, "CHECKPOINT_EVERY", 0.2)
+    caplog.set_level(logging.WARNING, logger="oculus.storage.writer")
+    writer = start_writer(batch_size=10, flush_interval=0.05)
+
+    for index in range(6):
+        writer.put([make_sample(value=float(index))])
+        time.sleep(0.1)
+    wait_for(lambda: writer.stats.samples_written == 6, timeout=5.0, what="6 samples written")
+    time.sleep(0.3)
+    assert writer.stop(5.0)
+
+    failures = [record.getMessage() for record in caplog.records if "checkpoint failed" in record.getMessage()]
+    assert failures == []
 
 
 def test_memory_limit_bounds_cached_blocks(db_path):

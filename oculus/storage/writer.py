@@ -262,8 +262,10 @@ class Writer:
     def _start_buffer_releases(self) -> None:
         try:
             self._pin_cursor = self.database.new_cursor()
+            # fetchall(), not fetchone(): an unfinished result keeps its transaction open, and then every
+            # CHECKPOINT fails with "other write transactions active" (duckdb 2.0.1).
             self._memory_limit = (f"{self.database.memory_limit}B" if self.database.memory_limit else
-                                  self._pin_cursor.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+                                  self._pin_cursor.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
         except duckdb.Error as exc:
             log.warning("DuckDB buffer releases are off, so RSS may grow for hours under load error=%s", exc)
 
