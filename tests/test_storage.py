@@ -274,6 +274,25 @@ def test_latest_tracks_previous_within_batch(database, start_writer):
     assert count_rows(database, "latest") == 2
 
 
+def test_latest_ignores_late_sample(database, start_writer):
+    writer = start_writer(batch_size=1)
+    t1 = utc_now()
+    t2 = t1 + timedelta(seconds=1)
+
+    writer.put([make_sample(value=20.0, ts=t2)])
+    wait_for(lambda: writer.stats.batches == 1, timeout=5.0, what="first batch inserted")
+    writer.put([make_sample(value=10.0, ts=t1), make_sample("net.tcp.cache.rtt_ms", 7.0, ts=t1)])
+    assert writer.stop(5.0)
+
+    row = latest_row(database, SYMBOL)
+    assert row["value"] == 20.0
+    assert row["ts"] == t2
+    assert row["prev_value"] is None
+    assert row["prev_ts"] is None
+    assert latest_row(database, "net.tcp.cache.rtt_ms")["value"] == 7.0
+    assert count_rows(database, "samples") == 3
+
+
 def test_latest_last_ok_ignores_failures(database, start_writer):
     writer = start_writer(batch_size=1)
     t1 = utc_now()
@@ -459,6 +478,19 @@ def test_writer_salvages_batch_with_bad_row(database, start_writer):
     assert wait_for(lambda: count_rows(database, "samples") == 2, timeout=10)
     assert writer.stats.rows_dropped == 1
     assert writer.is_alive()
+
+
+@pytest.mark.parametrize(("batch_size", "kept"), [(4, 10), (25, 25)])
+def test_writer_held_rows_limit(database, monkeypatch, batch_size, kept):
+    monkeypatch.setattr(writer_module, "MAX_HELD_ROWS", 10)
+    writer = Writer(database, 100, batch_size, 1.0)  # not started: _drop_excess runs on this thread
+    writer._samples = [make_sample(value=float(index)) for index in range(30)]
+
+    writer._drop_excess()
+
+    assert len(writer._samples) == kept
+    assert writer._samples[0].value == float(30 - kept), "the oldest samples are dropped first"
+    assert writer.stats.rows_dropped == 30 - kept
 
 
 def test_retention_keeps_daily_closes(database, start_writer):

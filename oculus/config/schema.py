@@ -261,7 +261,7 @@ RUNTIME = Section(
     (
         Field("workers", integer(1, 1024), 32, "Maximum collector runs in progress at once."),
         Field("queue_size", integer(100, 1_000_000), 10_000, "Capacity of the write queue, in collector results."),
-        Field("batch_size", integer(1, 1_000_000), 5_000, "Samples per DuckDB insert, at most."),
+        Field("batch_size", integer(1, 1_000_000), 20_000, "Samples per DuckDB insert, at most."),
         Field("flush_interval", duration(0.01, 60), 1.0,
               "Longest time a sample waits in the writer before it is inserted."),
         Field("shutdown_timeout", duration(1, 3600), 8.0,
