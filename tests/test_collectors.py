@@ -635,6 +635,23 @@ def test_https_missing_ca_bundle(make_collector, https_target, http_target, monk
     assert http_readings[0].success is True, http_readings[0].error
 
 
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted_ca", "untrusted_ca"])
+def test_http_redirect_to_https(make_collector, http_target, https_target, certificate_authority,
+                                tmp_path, monkeypatch, trusted):
+    if trusted:
+        path = tmp_path / "test-ca.pem"
+        certificate_authority.cert_pem.write_to_path(str(path))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(path))
+    url = f"{http_target.url}/to?{https_target()}/ok"
+
+    readings = collect(make_collector({"type": "http", "url": url}))
+
+    if trusted:
+        assert readings[0].success is True, readings[0].error
+    else:
+        assert readings[0].error == "TLS error: certificate verification failed"
+
+
 def test_https_verify_tls_false(make_collector, https_target):
     readings = by_metric(collect(make_collector({"type": "http", "url": f"{https_target()}/ok",
                                                  "verify_tls": False})))

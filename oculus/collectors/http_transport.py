@@ -73,14 +73,18 @@ def pool_manager(url: str, verify_tls: bool) -> urllib3.PoolManager:
     """
     # One pool per host the probe reaches: its own, and those its redirects lead to.
     options = {"num_pools": 4, "maxsize": 1}
-    try:
-        options["ssl_context"] = tls_context(verify_tls, ca_bundle())
-    except (OSError, ssl.SSLError) as exc:
-        if urlsplit(url).scheme.lower() == "https":
+    if urlsplit(url).scheme.lower() == "https":
+        try:
+            options["ssl_context"] = tls_context(verify_tls, ca_bundle())
+        except (OSError, ssl.SSLError) as exc:
             raise SetupError(f"cannot load the trusted CAs from {ca_bundle_source()}: {exc}; "
                              "fix or unset that variable") from None
-        # A plain http:// probe needs no CAs unless it is redirected to https://, and then urllib3 loads
-        # the system's CAs for that connection.
+    else:
+        # The CAs take 1.6 MiB once loaded, and an http:// probe needs them only after a redirect to https://.
+        # urllib3 then loads them from this path for each new connection.
+        path = ca_bundle()
+        options["cert_reqs"] = "CERT_REQUIRED" if verify_tls else "CERT_NONE"
+        options["ca_cert_dir" if os.path.isdir(path) else "ca_certs"] = path
     proxy = None
     try:
         # get_environ_proxies applies no_proxy; select_proxy picks the entry for the URL's scheme and host.
