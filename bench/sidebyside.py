@@ -119,11 +119,11 @@ CPU_PROFILE = (
     "Profile, from one-off runs on 2026-12-05 (not part of make bench). With 1,000 targets at 5 s, a py-spy "
     "profile put 70 % of Oculus's CPU in the HTTP probes' calls to requests, which re-reads the proxy variables, "
     "looks for ~/.netrc and checks the CA bundle on disk for every request. One HttpCollector.collect() against a "
-    "loopback server took 759 µs of CPU through requests and takes 294 µs on urllib3 (urllib3 2.8, requests 2.34, "
-    "Python 3.11), which the probe now calls directly. It reads the proxy and CA settings once, when it starts. "
-    "At 200 probes/s that is 9 % of a core less, and Oculus went from 1.06 × to about 0.6 × the CPU of "
-    "Prometheus + blackbox in a --quick run. Python's http.client alone, with no pool, redirects or proxy "
-    "support, takes 114 µs, so urllib3 and the collector around it add about 180 µs to each probe."
+    "loopback server took 759 µs of CPU through requests and takes about 310 µs on urllib3 (urllib3 2.8, "
+    "requests 2.34, Python 3.11), which the probe now calls directly. It reads the proxy and CA settings once, "
+    "when it starts. At 200 probes/s that is 9 % of a core less, and Oculus went from 1.06 × the CPU of "
+    "Prometheus + blackbox to about 0.6 ×. Python's http.client alone, with no pool, redirects or proxy "
+    "support, takes 114 µs, so urllib3 and the collector around it add about 200 µs to each probe."
 )
 
 
