@@ -477,8 +477,25 @@ def test_http_url_rejected(tmp_path, url):
     with pytest.raises(ConfigError) as caught:
         load_config(str(path), env={})
 
-    assert "collectors[0].url" in str(caught.value) or "url" in str(caught.value)
+    assert "collectors[0].url" in str(caught.value)
     assert "port from 1 to 65535" in str(caught.value)
+
+
+@pytest.mark.parametrize(("headers", "message"), [
+    ({"X Probe": "1"}, "invalid header name 'X Probe'"),
+    ({"X-Probe:": "1"}, "invalid header name 'X-Probe:'"),
+    ({"X-Probe": "a\r\nX-Injected: 1"}, "the value of header 'X-Probe' contains a line break"),
+])
+def test_http_header_rejected(tmp_path, headers, message):
+    path = tmp_path / "oculus.yaml"
+    entry = {"type": "http", "name": "probe", "url": "http://127.0.0.1:9/", "headers": headers}
+    path.write_text(yaml.safe_dump({"collectors": [entry]}), encoding="utf-8")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), env={})
+
+    assert message in str(caught.value)
+    assert "collectors[0].headers" in str(caught.value)
 
 
 def test_http_upper_case_scheme(make_collector, http_target):

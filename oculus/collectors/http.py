@@ -21,6 +21,8 @@ USER_AGENT = f"Oculus/{__version__} (+https://github.com/oculus-monitor/oculus)"
 MAX_BODY_BYTES = 1024 * 1024
 # A body up to this size is read even when nothing matches it, so the connection can be reused.
 MAX_DRAIN_BYTES = 64 * 1024
+# A header name is a token of RFC 9110, section 5.6.2.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def status_ranges(value):
@@ -131,6 +133,14 @@ class HttpCollector(Collector):
             problems.append(("body_regex", "set either body_match or body_regex, not both"))
         if values.get("method") == "head" and (values.get("body_match") or values.get("body_regex")):
             problems.append(("method", "a HEAD response has no body to match; use method: get"))
+        for name, value in (values.get("headers") or {}).items():
+            if not HEADER_NAME.fullmatch(name):
+                problems.append(("headers", f"invalid header name {name!r}: use letters, digits and "
+                                            "!#$%&'*+-.^_`|~ only"))
+            elif re.search(r"[\r\n\0]", reveal(value)):
+                # The value may be a secret, so only the header's name is shown.
+                problems.append(("headers", f"the value of header {name!r} contains a line break or NUL "
+                                            "character; remove it"))
         return problems
 
     @classmethod
