@@ -468,6 +468,7 @@ def test_http_redirect_hops_share_deadline(make_collector, http_target):
     "http://127.0.0.1:abc/",
     "http://127.0.0.1:0/",
     "http://:80/",
+    "http://a b/",
 ])
 def test_http_url_rejected(tmp_path, url):
     path = tmp_path / "oculus.yaml"
@@ -478,7 +479,7 @@ def test_http_url_rejected(tmp_path, url):
         load_config(str(path), env={})
 
     assert "collectors[0].url" in str(caught.value)
-    assert "port from 1 to 65535" in str(caught.value)
+    assert "expected an http:// or https:// URL" in str(caught.value)
 
 
 @pytest.mark.parametrize(("headers", "message"), [

@@ -57,8 +57,8 @@ def status_ranges(value):
 def http_url(value):
     value = text_keeping_secret(value)
     plain = reveal(value)
-    if not re.match(r"https?://[^/\s]+", plain, re.IGNORECASE):
-        raise Invalid(f"expected an http:// or https:// URL, got {_shown(value)}")
+    if not re.match(r"https?://[^/\s]+", plain, re.IGNORECASE) or re.search(r"\s", plain):
+        raise Invalid(f"expected an http:// or https:// URL without spaces, got {_shown(value)}")
     try:
         parts = urlsplit(plain)
         port = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
