@@ -124,6 +124,15 @@ def collect_bounded(collector, limit: float):
     return (result[0] if result else None), time.monotonic() - started
 
 
+def config_error(tmp_path, entry: dict) -> str:
+    """Load a config whose only collector is `entry`, and return the ConfigError's message."""
+    path = tmp_path / "oculus.yaml"
+    path.write_text(yaml.safe_dump({"collectors": [entry]}), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), env={})
+    return str(caught.value)
+
+
 def header_values(request, name: str) -> list[str]:
     """Return the values of header `name`, in any letter case, of a request a ProbeTargetServer recorded."""
     return [value for key, value in request[2].items() if key.lower() == name.lower()]
@@ -402,6 +411,16 @@ def test_http_url_credentials(make_collector, http_target):
     assert header_values(http_target.requests[-1], "Authorization") == [expected]
 
 
+def test_http_url_credentials_beyond_latin1(make_collector, http_target):
+    url = http_target.url.replace("http://", "http://j%E2%82%AC:pw@")  # the user name is "j€"
+
+    readings = collect(make_collector({"type": "http", "url": f"{url}/ok"}))
+
+    assert readings[0].success is True, readings[0].error
+    expected = "Basic " + base64.b64encode(b"j?:pw").decode()
+    assert header_values(http_target.requests[-1], "Authorization") == [expected]
+
+
 def test_http_post_302_becomes_get(make_collector, body_server):
     collector = make_collector({"type": "http", "url": f"{body_server.url}/redirect", "method": "post",
                                 "body": "payload", "headers": {"Content-Type": "text/plain"}})
@@ -471,15 +490,10 @@ def test_http_redirect_hops_share_deadline(make_collector, http_target):
     "http://a b/",
 ])
 def test_http_url_rejected(tmp_path, url):
-    path = tmp_path / "oculus.yaml"
-    path.write_text(yaml.safe_dump({"collectors": [{"type": "http", "name": "probe", "url": url}]}),
-                    encoding="utf-8")
+    message = config_error(tmp_path, {"type": "http", "name": "probe", "url": url})
 
-    with pytest.raises(ConfigError) as caught:
-        load_config(str(path), env={})
-
-    assert "collectors[0].url" in str(caught.value)
-    assert "expected an http:// or https:// URL" in str(caught.value)
+    assert "collectors[0].url" in message
+    assert "expected an http:// or https:// URL" in message
 
 
 @pytest.mark.parametrize(("headers", "message"), [
@@ -488,15 +502,10 @@ def test_http_url_rejected(tmp_path, url):
     ({"X-Probe": "a\r\nX-Injected: 1"}, "the value of header 'X-Probe' contains a line break"),
 ])
 def test_http_header_rejected(tmp_path, headers, message):
-    path = tmp_path / "oculus.yaml"
-    entry = {"type": "http", "name": "probe", "url": "http://127.0.0.1:9/", "headers": headers}
-    path.write_text(yaml.safe_dump({"collectors": [entry]}), encoding="utf-8")
+    error = config_error(tmp_path, {"type": "http", "name": "probe", "url": "http://127.0.0.1:9/", "headers": headers})
 
-    with pytest.raises(ConfigError) as caught:
-        load_config(str(path), env={})
-
-    assert message in str(caught.value)
-    assert "collectors[0].headers" in str(caught.value)
+    assert message in error
+    assert "collectors[0].headers" in error
 
 
 def test_http_upper_case_scheme(make_collector, http_target):
@@ -653,21 +662,16 @@ def test_https_missing_ca_bundle(make_collector, https_target, http_target, monk
     assert http_readings[0].success is True, http_readings[0].error
 
 
-@pytest.mark.parametrize("trusted", [True, False], ids=["trusted_ca", "untrusted_ca"])
-def test_http_redirect_to_https(make_collector, http_target, https_target, certificate_authority,
-                                tmp_path, monkeypatch, trusted):
-    if trusted:
-        path = tmp_path / "test-ca.pem"
-        certificate_authority.cert_pem.write_to_path(str(path))
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(path))
-    url = f"{http_target.url}/to?{https_target()}/ok"
+def test_http_redirect_to_https_trusted(make_collector, http_target, https_target, trusted_test_ca):
+    readings = collect(make_collector({"type": "http", "url": f"{http_target.url}/to?{https_target()}/ok"}))
 
-    readings = collect(make_collector({"type": "http", "url": url}))
+    assert readings[0].success is True, readings[0].error
 
-    if trusted:
-        assert readings[0].success is True, readings[0].error
-    else:
-        assert readings[0].error == "TLS error: certificate verification failed"
+
+def test_http_redirect_to_https_untrusted(make_collector, http_target, https_target):
+    readings = collect(make_collector({"type": "http", "url": f"{http_target.url}/to?{https_target()}/ok"}))
+
+    assert readings[0].error == "TLS error: certificate verification failed"
 
 
 def test_https_verify_tls_false(make_collector, https_target):

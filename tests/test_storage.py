@@ -234,15 +234,20 @@ def test_memory_limit_bounds_cached_blocks(db_path):
         database.close()
 
 
+def write_two_batches(writer: Writer, first: list, second: list) -> None:
+    """Put `first`, wait until the writer has inserted it, put `second`, then stop the writer."""
+    writer.put(first)
+    wait_for(lambda: writer.stats.batches == 1, timeout=5.0, what="first batch inserted")
+    writer.put(second)
+    assert writer.stop(5.0)
+
+
 def test_latest_tracks_previous_across_batches(database, start_writer):
     writer = start_writer(batch_size=1)
     t1 = utc_now()
     t2 = t1 + timedelta(seconds=1)
 
-    writer.put([make_sample(value=10.0, ts=t1)])
-    wait_for(lambda: writer.stats.batches == 1, timeout=5.0, what="first batch inserted")
-    writer.put([make_sample(value=20.0, ts=t2)])
-    assert writer.stop(5.0)
+    write_two_batches(writer, [make_sample(value=10.0, ts=t1)], [make_sample(value=20.0, ts=t2)])
 
     row = latest_row(database, SYMBOL)
     assert row["value"] == 20.0
@@ -279,10 +284,8 @@ def test_latest_ignores_late_sample(database, start_writer):
     t1 = utc_now()
     t2 = t1 + timedelta(seconds=1)
 
-    writer.put([make_sample(value=20.0, ts=t2)])
-    wait_for(lambda: writer.stats.batches == 1, timeout=5.0, what="first batch inserted")
-    writer.put([make_sample(value=10.0, ts=t1), make_sample("net.tcp.cache.rtt_ms", 7.0, ts=t1)])
-    assert writer.stop(5.0)
+    write_two_batches(writer, [make_sample(value=20.0, ts=t2)],
+                      [make_sample(value=10.0, ts=t1), make_sample("net.tcp.cache.rtt_ms", 7.0, ts=t1)])
 
     row = latest_row(database, SYMBOL)
     assert row["value"] == 20.0

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-import base64
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import urllib3
 
@@ -277,10 +276,9 @@ class HttpCollector(Collector):
 def _request_headers(url: str, configured: dict) -> urllib3.HTTPHeaderDict:
     """Build the headers of every request: defaults, Basic auth from credentials in the URL, then `configured`."""
     headers = urllib3.HTTPHeaderDict({"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"})
-    parts = urlsplit(url)
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode("latin-1", "replace")
-        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
+    authorization = http_transport.basic_authorization(urlsplit(url))
+    if authorization:
+        headers["Authorization"] = authorization
     for name, value in configured.items():
         headers[name] = reveal(value)  # replaces a default of the same name in any letter case
     return headers

@@ -19,6 +19,7 @@ that every hop gets only the time left of the run.
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import ssl
@@ -73,18 +74,18 @@ def pool_manager(url: str, verify_tls: bool) -> urllib3.PoolManager:
     """
     # One pool per host the probe reaches: its own, and those its redirects lead to.
     options = {"num_pools": 4, "maxsize": 1}
+    ca_path, ca_source = ca_bundle()
     if urlsplit(url).scheme.lower() == "https":
         try:
-            options["ssl_context"] = tls_context(verify_tls, ca_bundle())
+            options["ssl_context"] = tls_context(verify_tls, ca_path)
         except (OSError, ssl.SSLError) as exc:
-            raise SetupError(f"cannot load the trusted CAs from {ca_bundle_source()}: {exc}; "
+            raise SetupError(f"cannot load the trusted CAs from {ca_source}: {exc}; "
                              "fix or unset that variable") from None
     else:
         # The CAs take 1.6 MiB once loaded, and an http:// probe needs them only after a redirect to https://.
         # urllib3 then loads them from this path for each new connection.
-        path = ca_bundle()
         options["cert_reqs"] = "CERT_REQUIRED" if verify_tls else "CERT_NONE"
-        options["ca_cert_dir" if os.path.isdir(path) else "ca_certs"] = path
+        options["ca_cert_dir" if os.path.isdir(ca_path) else "ca_certs"] = ca_path
     proxy = None
     try:
         # get_environ_proxies applies no_proxy; select_proxy picks the entry for the URL's scheme and host.
@@ -101,11 +102,21 @@ def pool_manager(url: str, verify_tls: bool) -> urllib3.PoolManager:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SetupError(f"the proxy {_masked(proxy)} that the environment sets for this URL is not supported; "
                          "use an http:// or https:// proxy")
-    headers = {}
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        headers = urllib3.make_headers(proxy_basic_auth=credentials)
+    authorization = basic_authorization(parts)
+    headers = {"Proxy-Authorization": authorization} if authorization else {}
     return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+
+
+def basic_authorization(parts) -> str | None:
+    """Return the Basic authorization value for the user name and password of a urlsplit() URL, or None.
+
+    It encodes them as Latin-1, as requests does, but sends a character outside Latin-1 as "?" instead of
+    raising UnicodeEncodeError.
+    """
+    if parts.username is None:
+        return None
+    credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode("latin-1", "replace")
+    return "Basic " + base64.b64encode(credentials).decode("ascii")
 
 
 def _masked(proxy) -> str:
@@ -118,20 +129,16 @@ def _masked(proxy) -> str:
     return f"{scheme}{separator}{masked}"
 
 
-def ca_bundle() -> str:
-    """Return the CA file or directory the environment names, as requests reads it, or certifi's bundle."""
+def ca_bundle() -> tuple[str, str]:
+    """Return the CA file or directory to trust, and where it comes from for messages.
+
+    The path is the first of REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE that is
+    set, as requests reads them, or else certifi's bundle.
+    """
     for name in CA_BUNDLE_VARIABLES:
         if os.environ.get(name):
-            return os.environ[name]
-    return certifi.where()
-
-
-def ca_bundle_source() -> str:
-    """Name where ca_bundle() found its path, for messages."""
-    for name in CA_BUNDLE_VARIABLES:
-        if os.environ.get(name):
-            return f"{name}={os.environ[name]}"
-    return f"certifi's bundle {certifi.where()}"
+            return os.environ[name], f"{name}={os.environ[name]}"
+    return certifi.where(), f"certifi's bundle {certifi.where()}"
 
 
 @functools.lru_cache(maxsize=8)

@@ -487,7 +487,7 @@ def _insert_samples(conn, samples: list, rollups: RollupFolder) -> None:
         SELECT ts, category, symbol, value, success, duration_ms, tags FROM writer_batch ORDER BY position
     """)
     _upsert_latest(conn)
-    # Every sample's ts is among the runs' timestamps, which are far fewer than the samples.
+    # columns[5] is the runs' ts list (see _columns). Every sample's ts is in it, and it is far shorter.
     run_timestamps = columns[5]
     rollups.merge_late(conn, min(run_timestamps), max(run_timestamps))
 
